@@ -1,0 +1,178 @@
+"""The in-memory dataset every loader returns and every other part reads.
+
+``SeqData`` holds a padded batch of series ``X (N, T, C)`` (float32, zero after each series' own
+length), their ``lengths (N,)``, integer labels ``y (N,)`` indexing ``class_names``, and optional
+series ids and group ids (subject, device, session) used for honest validation splits.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..errors import SeqeqError
+
+__all__ = ["SeqData", "pad_series", "stratified_split", "grouped_split", "concat"]
+
+
+@dataclass
+class SeqData:
+    X: np.ndarray  # (N, T, C) float32, zero-padded
+    lengths: np.ndarray  # (N,) int64
+    y: np.ndarray | None  # (N,) int64 in [0, n_classes), None for unlabelled data
+    class_names: list[str]
+    channel_names: list[str]
+    ids: np.ndarray | None = None  # (N,) series ids (str or int)
+    groups: np.ndarray | None = None  # (N,) group ids for grouped validation
+    name: str = "data"
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.X = np.ascontiguousarray(self.X, dtype=np.float32)
+        self.lengths = np.asarray(self.lengths, dtype=np.int64)
+        if self.X.ndim != 3:
+            raise ValueError(f"X must be (N, T, C), got shape {self.X.shape}")
+        if self.y is not None:
+            self.y = np.asarray(self.y, dtype=np.int64)
+        self.class_names = [str(c) for c in self.class_names]
+        self.channel_names = [str(c) for c in self.channel_names]
+
+    # ---- shape facts ---------------------------------------------------------------------
+    @property
+    def n_series(self) -> int:
+        return int(self.X.shape[0])
+
+    @property
+    def max_len(self) -> int:
+        return int(self.X.shape[1])
+
+    @property
+    def n_channels(self) -> int:
+        return int(self.X.shape[2])
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def equal_length(self) -> bool:
+        return bool((self.lengths == self.max_len).all())
+
+    def subset(self, idx: np.ndarray) -> SeqData:
+        idx = np.asarray(idx)
+        sub = replace(
+            self,
+            X=self.X[idx],
+            lengths=self.lengths[idx],
+            y=None if self.y is None else self.y[idx],
+            ids=None if self.ids is None else self.ids[idx],
+            groups=None if self.groups is None else self.groups[idx],
+            meta=dict(self.meta),
+        )
+        T = int(sub.lengths.max()) if sub.n_series else 0
+        if T and T < sub.max_len:  # trim padding no series in the subset needs
+            sub.X = np.ascontiguousarray(sub.X[:, :T])
+        return sub
+
+    def channel_stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and std over real (unpadded) steps -- training statistics."""
+        mask = np.arange(self.max_len)[None, :] < self.lengths[:, None]  # (N, T)
+        vals = self.X[mask]  # (sum lengths, C)
+        mean = vals.mean(axis=0, dtype=np.float64)
+        std = vals.std(axis=0, dtype=np.float64)
+        std = np.where(std > 1e-8, std, 1.0)
+        return mean.astype(np.float32), std.astype(np.float32)
+
+    def summary(self) -> dict:
+        counts = (np.bincount(self.y, minlength=self.n_classes).tolist()
+                  if self.y is not None else None)
+        return {
+            "name": self.name,
+            "n_series": self.n_series,
+            "n_channels": self.n_channels,
+            "channel_names": self.channel_names,
+            "min_length": int(self.lengths.min()) if self.n_series else 0,
+            "max_length": int(self.lengths.max()) if self.n_series else 0,
+            "n_classes": self.n_classes,
+            "class_names": self.class_names,
+            "class_counts": counts,
+        }
+
+
+def pad_series(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """List of (T_i, C) arrays -> zero-padded (N, max T, C) float32 and lengths (N,)."""
+    lengths = np.array([len(s) for s in series], dtype=np.int64)
+    C = series[0].shape[1]
+    X = np.zeros((len(series), int(lengths.max()), C), dtype=np.float32)
+    for i, s in enumerate(series):
+        X[i, : len(s)] = s
+    return X, lengths
+
+
+def concat(a: SeqData, b: SeqData) -> SeqData:
+    """Stack two datasets with the same classes and channels (padding to the longer one)."""
+    T = max(a.max_len, b.max_len)
+
+    def pad(X):
+        return np.pad(X, ((0, 0), (0, T - X.shape[1]), (0, 0)))
+
+    return replace(
+        a,
+        X=np.concatenate([pad(a.X), pad(b.X)]),
+        lengths=np.concatenate([a.lengths, b.lengths]),
+        y=None if a.y is None else np.concatenate([a.y, b.y]),
+        ids=None if a.ids is None or b.ids is None else np.concatenate([a.ids, b.ids]),
+        groups=None if a.groups is None or b.groups is None else np.concatenate([a.groups, b.groups]),
+        meta=dict(a.meta),
+    )
+
+
+def stratified_split(y: np.ndarray, frac: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Seeded stratified split: (keep_idx, held_idx) with about ``frac`` of each class held out.
+
+    Every class keeps at least one series on the kept side; a class with a single series stays
+    entirely on the kept side.
+    """
+    rng = np.random.default_rng(seed)
+    held = []
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        rng.shuffle(idx)
+        n = int(round(frac * len(idx)))
+        n = min(max(n, 1 if len(idx) > 1 else 0), len(idx) - 1)
+        held.extend(idx[:n].tolist())
+    held = np.sort(np.array(held, dtype=np.int64))
+    keep = np.setdiff1d(np.arange(len(y)), held)
+    return keep, held
+
+
+def grouped_split(groups: np.ndarray, y: np.ndarray, frac: float, seed: int
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Hold out whole groups (about ``frac`` of the series), so validation sees unseen subjects.
+
+    Tries several seeded group draws and keeps the one whose held-out side covers the most classes
+    with a share closest to ``frac``.
+    """
+    uniq = np.unique(groups)
+    if len(uniq) < 2:
+        raise SeqeqError(f"the group column has only {len(uniq)} distinct value",
+                         "A grouped validation split needs at least 2 groups; drop --group-col")
+    rng = np.random.default_rng(seed)
+    best, best_score = None, None
+    for _ in range(64):
+        perm = rng.permutation(uniq)
+        held_groups, n = [], 0
+        for g in perm:
+            if n >= frac * len(y):
+                break
+            held_groups.append(g)
+            n += int((groups == g).sum())
+        if len(held_groups) == len(uniq):
+            held_groups = held_groups[:-1]
+        held = np.isin(groups, held_groups)
+        cover = len(np.unique(y[held])) + len(np.unique(y[~held]))
+        score = (cover, -abs(held.mean() - frac))
+        if best_score is None or score > best_score:
+            best, best_score = held, score
+    return np.flatnonzero(~best), np.flatnonzero(best)

@@ -1,0 +1,171 @@
+"""The one sequence model: normalise, unroll any :class:`~seqeq.cells.Cell` over time, classify.
+
+``SequenceClassifier(x (B, T, d), lengths (B,)) -> logits (B, C)``. Per-channel normalisation
+statistics (from training data) are buffers of the model, so they travel with the weights and into
+the ONNX graph. The head reads each series' state at its own last real step.
+
+A model is described by a :class:`ModelSpec` (JSON-serialisable); its size in bytes is known from the
+spec alone (:func:`spec_size_bytes`). Models are saved as ``model.safetensors`` + ``model.json`` and
+loaded without unpickling anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cells import Cell, create_cell, get_cell_class
+
+__all__ = [
+    "ModelSpec",
+    "SequenceClassifier",
+    "build_model",
+    "spec_param_count",
+    "spec_size_bytes",
+    "save_model",
+    "load_model",
+    "gradient_norm_ratio",
+]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What to build: a registered cell, its hyperparameters, and the classification task."""
+
+    cell: str
+    input_size: int
+    hidden_size: int
+    num_classes: int
+    cell_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        return cls(
+            cell=str(d["cell"]),
+            input_size=int(d["input_size"]),
+            hidden_size=int(d["hidden_size"]),
+            num_classes=int(d["num_classes"]),
+            cell_kwargs=dict(d.get("cell_kwargs", {})),
+        )
+
+
+def spec_param_count(spec: ModelSpec) -> int:
+    """Exact learnable scalars of the whole model (cell + linear head), before building it."""
+    cls = get_cell_class(spec.cell)
+    kw = {k: v for k, v in spec.cell_kwargs.items() if v is not None}
+    cell = cls.count_params(spec.input_size, spec.hidden_size, **kw)
+    r = cls.readout_size_for(spec.hidden_size, **kw)
+    return cell + r * spec.num_classes + spec.num_classes
+
+
+def spec_size_bytes(spec: ModelSpec, bytes_per_param: int = 4) -> int:
+    """Stored size of the parameters at ``bytes_per_param`` bytes each (fp32: 4)."""
+    return spec_param_count(spec) * bytes_per_param
+
+
+class SequenceClassifier(nn.Module):
+    def __init__(self, cell: Cell, num_classes: int):
+        super().__init__()
+        self.cell = cell
+        self.head = nn.Linear(cell.readout_size, num_classes)
+        self.register_buffer("mean", torch.zeros(cell.input_size))
+        self.register_buffer("std", torch.ones(cell.input_size))
+
+    def set_normalisation(self, mean: np.ndarray, std: np.ndarray) -> None:
+        std = np.where(np.asarray(std) > 1e-8, std, 1.0)
+        self.mean.copy_(torch.as_tensor(np.asarray(mean), dtype=self.mean.dtype))
+        self.std.copy_(torch.as_tensor(np.asarray(std), dtype=self.std.dtype))
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+    def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.cell.forward_sequence(self.normalise(x), lengths)  # (B, R)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(x, lengths))  # (B, C)
+
+
+def build_model(spec: ModelSpec) -> SequenceClassifier:
+    cell = create_cell(spec.cell, spec.input_size, spec.hidden_size, **spec.cell_kwargs)
+    return SequenceClassifier(cell, spec.num_classes)
+
+
+def save_model(model: SequenceClassifier, spec: ModelSpec, path: str | Path,
+               extra: dict[str, Any] | None = None) -> None:
+    """Write ``<path>/model.safetensors`` and ``<path>/model.json`` (atomically)."""
+    from safetensors.torch import save as st_save
+
+    from ._io import atomic_write_bytes
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(path / "model.safetensors", st_save(tensors))
+    meta = {"format": "seqeq-model/1", "spec": spec.to_dict(), **(extra or {})}
+    atomic_write_bytes(path / "model.json", json.dumps(meta, indent=2).encode())
+
+
+def load_model(path: str | Path) -> tuple[SequenceClassifier, ModelSpec, dict[str, Any]]:
+    """Load a model saved by :func:`save_model`. No pickle is ever read."""
+    from safetensors.torch import load_file
+
+    from .errors import SeqeqError
+
+    path = Path(path)
+    jpath, wpath = path / "model.json", path / "model.safetensors"
+    if not jpath.is_file() or not wpath.is_file():
+        raise SeqeqError(f"no saved model in {path}",
+                         "Expected model.json and model.safetensors written by seqeq")
+    try:
+        meta = json.loads(jpath.read_text())
+        spec = ModelSpec.from_dict(meta["spec"])
+        state = load_file(str(wpath))
+    except SeqeqError:
+        raise
+    except Exception as e:  # corrupt or foreign files
+        raise SeqeqError(f"cannot read the model in {path} ({type(e).__name__}: {e})",
+                         "Re-run the search or export from an intact run directory") from None
+    model = build_model(spec)
+    model.load_state_dict(state)
+    model.eval()
+    return model, spec, meta
+
+
+def gradient_norm_ratio(model: SequenceClassifier, x: torch.Tensor) -> np.ndarray:
+    """The papers' diagnostic ``||dh_T / dh_t||`` for t = 1..T (iRNN Fig. 3/8).
+
+    ``x``: an unpadded batch (B, T, d) of raw inputs. Returns an array of length T: the Frobenius
+    norm of the Jacobian of the final readout state w.r.t. each intermediate state, averaged over
+    the batch (exact: one backward pass per output unit).
+    """
+    model = model.eval()
+    with torch.enable_grad():
+        xs = model.normalise(x.detach())
+        u = model.cell.prepare(xs).detach()
+        h = model.cell.init_state(x.shape[0], x.device, x.dtype)
+        hs = []
+        for t in range(x.shape[1]):
+            h = h.detach().requires_grad_(True) if t == 0 else h
+            hs.append(h)
+            h = model.cell.step(u[:, t], h)
+            h.retain_grad()
+        # hs[t] is the state entering step t (h_{t}); final feature readout of h_T
+        hs = hs[1:] + [h]
+        hT = model.cell.readout(h)
+        sq = torch.zeros(len(hs), x.shape[0], dtype=x.dtype, device=x.device)
+        for j in range(hT.shape[1]):
+            grads = torch.autograd.grad(hT[:, j].sum(), hs, retain_graph=True, allow_unused=True)
+            for t, g in enumerate(grads):
+                if g is not None:
+                    sq[t] += (g**2).sum(dim=1)
+    return sq.sqrt().mean(dim=1).detach().cpu().numpy()
