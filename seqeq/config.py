@@ -1,0 +1,118 @@
+"""Frozen configuration objects: what the CLI and the Python API build once and pass down.
+
+Validation happens in ``__post_init__`` and raises :class:`~seqeq.errors.SeqeqError` with the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import SeqeqError
+
+__all__ = ["DataConfig", "SearchConfig"]
+
+FORMATS = ("long", "wide", "nested")
+NAN_POLICIES = ("reject", "fill")
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the data comes from and how to read it."""
+
+    #: a CSV/Parquet file, or None for a built-in benchmark
+    path: str | None = None
+    #: a built-in benchmark name (``seqeq datasets`` lists them)
+    benchmark: str | None = None
+    test_path: str | None = None
+    fmt: str | None = None
+    id_col: str | None = None
+    time_col: str | None = None
+    label_col: str | None = None
+    #: hold out whole groups (subject, device, session) for validation
+    group_col: str | None = None
+    nan: str = "reject"
+    data_dir: str | None = None
+    #: fraction of the training data held out for validation (and for test without --test)
+    val_frac: float = 0.2
+    test_frac: float = 0.2
+
+    def __post_init__(self) -> None:
+        if (self.path is None) == (self.benchmark is None):
+            raise SeqeqError("give either a data file or a benchmark name")
+        if self.fmt is not None and self.fmt not in FORMATS:
+            raise SeqeqError(f"unknown --format {self.fmt!r}", f"Use one of: {', '.join(FORMATS)}")
+        if self.nan not in NAN_POLICIES:
+            raise SeqeqError(f"unknown --nan policy {self.nan!r}", "Use reject or fill")
+        for name, v in (("validation", self.val_frac), ("test", self.test_frac)):
+            if not 0.05 <= v <= 0.5:
+                raise SeqeqError(f"{name} fraction {v} is out of range", "Use a value in 0.05-0.5")
+
+    @property
+    def name(self) -> str:
+        from pathlib import Path
+
+        if self.benchmark:
+            return self.benchmark.replace(":", "-")
+        return Path(self.path).stem
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The AutoML search: budget, effort, what to search, where to store it."""
+
+    budget_kb: float = 20.0
+    trials: int = 20
+    timeout: float | None = None
+    seed: int = 0
+    #: cell names to search (None: every cell with a search space)
+    cells: tuple[str, ...] | None = None
+    metric: str = "accuracy"
+    #: maximum epochs per trial (early stopping and pruning usually stop sooner)
+    epochs: int = 25
+    patience: int = 6
+    pruner: str = "median"
+    final_seeds: int = 3
+    device: str = "auto"
+    storage: str | None = None
+    study_name: str | None = None
+    workers: int = 1
+    resume: bool = False
+    overwrite: bool = False
+    quantize: str | None = None
+    #: stop a trial's training after this many seconds (None: no limit)
+    trial_timeout: float | None = None
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from .train import METRICS
+
+        if not self.budget_kb > 0:
+            raise SeqeqError(f"--budget-kb must be positive, got {self.budget_kb}",
+                             "Give the model-size budget in KiB, e.g. --budget-kb 20")
+        if self.trials < 1:
+            raise SeqeqError(f"--trials must be at least 1, got {self.trials}")
+        if self.timeout is not None and self.timeout <= 0:
+            raise SeqeqError(f"--timeout must be positive, got {self.timeout}")
+        if self.metric not in METRICS:
+            raise SeqeqError(f"unknown --metric {self.metric!r}", f"Use one of: {', '.join(METRICS)}")
+        if self.pruner not in PRUNERS:
+            raise SeqeqError(f"unknown --pruner {self.pruner!r}", f"Use one of: {', '.join(PRUNERS)}")
+        if self.final_seeds < 1:
+            raise SeqeqError("--final-seeds must be at least 1")
+        if self.workers < 1:
+            raise SeqeqError("--workers must be at least 1")
+        if self.epochs < 1:
+            raise SeqeqError("--epochs must be at least 1")
+        if self.quantize not in (None, "int8"):
+            raise SeqeqError(f"unknown --quantize {self.quantize!r}", "Use int8")
+        if self.resume and self.overwrite:
+            raise SeqeqError("--resume and --overwrite contradict each other", "Give only one")
+
+    @property
+    def budget_bytes(self) -> int:
+        return int(self.budget_kb * 1024)
+
+    @property
+    def bytes_per_param(self) -> int:
+        return 1 if self.quantize == "int8" else 4

@@ -1,0 +1,235 @@
+"""The AutoML search: an Optuna study over cells and their hyperparameters under a size budget.
+
+One objective for every cell: sample a feasible :class:`ModelSpec` and training settings, train with
+the one training loop, report the validation metric every epoch to the pruner, return the best
+validation score. The study lives in a storage (SQLite in the run directory by default, any Optuna
+storage URL otherwise), so a search can be resumed and shared by several worker processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import optuna
+
+from .config import SearchConfig
+from .datasets import SeqData
+from .errors import SeqeqError
+from .models import ModelSpec, build_model, spec_size_bytes
+from .search_spaces import feasible_cells, list_families, smallest_size, suggest_spec
+from .train import TrainConfig, train_model
+
+__all__ = ["SearchContext", "make_study", "run_search", "trial_records", "best_trial",
+           "spec_of", "train_config_of", "FINISHED"]
+
+FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+LR_RANGE = (1e-3, 3e-2)
+BATCH_SIZES = (32, 64, 128)
+
+
+@dataclass
+class SearchContext:
+    """Everything the objective needs; picklable, so worker processes get a copy."""
+
+    train: SeqData
+    val: SeqData
+    cfg: SearchConfig
+    device: str
+    cells: list[str]
+
+
+def candidate_cells(cfg: SearchConfig, d: int, C: int) -> list[str]:
+    """The cells to search: requested (or all with a search space) that can fit the budget."""
+    known = list_families()
+    cells = list(cfg.cells) if cfg.cells else known
+    unknown = [c for c in cells if c not in known]
+    if unknown:
+        raise SeqeqError(f"unknown cell(s) in --cells: {', '.join(unknown)}",
+                         f"Choose from: {', '.join(known)}")
+    ok = feasible_cells(cells, d, C, cfg.budget_bytes, cfg.bytes_per_param)
+    if not ok:
+        size, cell = smallest_size(cells, d, C, cfg.bytes_per_param)
+        raise SeqeqError(
+            f"no model fits --budget-kb {cfg.budget_kb:g}: the smallest feasible model "
+            f"({cell}) needs {size / 1024:.2f} KiB for {d} channels and {C} classes",
+            f"Raise --budget-kb to at least {math.ceil(size / 1024 * 100) / 100:g}")
+    return ok
+
+
+def make_study(cfg: SearchConfig, run_dir: Path, load_if_exists: bool) -> optuna.Study:
+    """Create or open the study: SQLite in ``run_dir`` unless ``cfg.storage`` names another."""
+    url = cfg.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    storage = optuna.storages.RDBStorage(
+        url,
+        heartbeat_interval=10,
+        grace_period=30,
+        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
+        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
+    )
+    n_startup = max(3, min(10, cfg.trials // 3))
+    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=n_startup,
+                                         multivariate=True, group=True, constant_liar=True)
+    if cfg.pruner == "median":
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3)
+    elif cfg.pruner == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=2, max_resource=cfg.epochs)
+    else:
+        pruner = optuna.pruners.NopPruner()
+    return optuna.create_study(
+        storage=storage,
+        study_name=cfg.study_name or "seqeq",
+        sampler=sampler,
+        pruner=pruner,
+        direction="maximize",
+        load_if_exists=load_if_exists,
+    )
+
+
+def spec_of(trial: optuna.trial.FrozenTrial) -> ModelSpec:
+    return ModelSpec.from_dict(trial.user_attrs["spec"])
+
+
+def train_config_of(trial: optuna.trial.FrozenTrial, device: str, seed: int,
+                    epochs: int | None = None) -> TrainConfig:
+    t = trial.user_attrs["train"]
+    return TrainConfig(lr=t["lr"], batch_size=t["batch_size"], epochs=epochs or t["epochs"],
+                       patience=t.get("patience", 0), device=device, seed=seed)
+
+
+def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
+    cfg = ctx.cfg
+    d, C = ctx.train.n_channels, ctx.train.n_classes
+    mean, std = ctx.train.channel_stats()
+
+    def objective(trial: optuna.Trial) -> float:
+        cell = trial.suggest_categorical("cell", ctx.cells)
+        spec = suggest_spec(trial, cell, d, C, cfg.budget_bytes, cfg.bytes_per_param)
+        lr = trial.suggest_float("lr", *LR_RANGE, log=True)
+        batch_size = trial.suggest_categorical("batch_size", list(BATCH_SIZES))
+        tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=cfg.epochs, patience=cfg.patience,
+                           device=ctx.device, seed=cfg.seed + trial.number)
+        size = spec_size_bytes(spec, cfg.bytes_per_param)
+        trial.set_user_attr("spec", spec.to_dict())
+        trial.set_user_attr("size_bytes", size)
+        trial.set_user_attr("train", {"lr": lr, "batch_size": batch_size, "epochs": cfg.epochs,
+                                      "patience": cfg.patience})
+        model = build_model(spec)
+        model.set_normalisation(mean, std)
+        t0 = time.perf_counter()
+        curve: list[float] = []
+
+        def on_epoch(epoch: int, rec: dict) -> None:
+            v = rec.get("val_score", float("nan"))
+            curve.append(v)
+            trial.set_user_attr("val_curve", curve)
+            trial.set_user_attr("epochs_run", epoch)
+            trial.set_user_attr("seconds", time.perf_counter() - t0)
+            trial.report(v, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+            if cfg.trial_timeout and time.perf_counter() - t0 > cfg.trial_timeout:
+                raise _TrialTimeUp
+
+        try:
+            res = train_model(model, ctx.train, tcfg, val=ctx.val, metric=cfg.metric,
+                              on_epoch=on_epoch)
+            best_epoch, best_val = res.best_epoch, res.best_val
+        except _TrialTimeUp:
+            best_val = max(v for v in curve if v == v) if any(v == v for v in curve) else 0.0
+            best_epoch = curve.index(best_val) + 1
+        trial.set_user_attr("best_epoch", best_epoch)
+        trial.set_user_attr("seconds", time.perf_counter() - t0)
+        return float(best_val if best_val is not None else 0.0)
+
+    return objective
+
+
+class _TrialTimeUp(Exception):
+    pass
+
+
+def run_search(ctx: SearchContext, study: optuna.Study,
+               callbacks: list[Callable] | None = None) -> optuna.Study:
+    """Run this process's share of the search until ``cfg.trials`` trials have finished
+    (completed or pruned, counted over all workers) or ``cfg.timeout`` passes."""
+    cfg = ctx.cfg
+    done = len(study.get_trials(deepcopy=False, states=FINISHED))
+    if done >= cfg.trials:
+        return study
+    stop = optuna.study.MaxTrialsCallback(cfg.trials, states=FINISHED)
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study.optimize(
+        _objective(ctx),
+        n_trials=None,
+        timeout=cfg.timeout,
+        callbacks=[stop, *(callbacks or [])],
+        catch=(RuntimeError, ValueError, FloatingPointError),
+        gc_after_trial=False,
+    )
+    return study
+
+
+def _worker_main(ctx: SearchContext, run_dir: str) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+    study = make_study(ctx.cfg, Path(run_dir), load_if_exists=True)
+    run_search(ctx, study)
+
+
+def run_workers(ctx: SearchContext, study: optuna.Study, run_dir: Path,
+                callbacks: list[Callable] | None = None) -> optuna.Study:
+    """Run ``cfg.workers`` local processes on one study (this process is one of them)."""
+    import multiprocessing as mp
+
+    if ctx.cfg.workers <= 1:
+        return run_search(ctx, study, callbacks)
+    mpc = mp.get_context("spawn")
+    procs = [mpc.Process(target=_worker_main, args=(replace(ctx), str(run_dir)), daemon=False)
+             for _ in range(ctx.cfg.workers - 1)]
+    for p in procs:
+        p.start()
+    try:
+        run_search(ctx, study, callbacks)
+    finally:
+        for p in procs:
+            p.join()
+    return study
+
+
+def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    done = [t for t in study.get_trials(deepcopy=False,
+                                        states=(optuna.trial.TrialState.COMPLETE,))
+            if t.value is not None and "spec" in t.user_attrs]
+    if not done:
+        raise SeqeqError("the search finished no trial",
+                         "Give it more time (--timeout) or trials (--trials), or check the data")
+    # best validation score; ties -> smaller model, then earlier trial
+    return max(done, key=lambda t: (t.value, -t.user_attrs["size_bytes"], -t.number))
+
+
+def trial_records(study: optuna.Study) -> list[dict]:
+    """Every trial as a plain record (for report.json)."""
+    out = []
+    for t in study.get_trials(deepcopy=False):
+        ua = t.user_attrs
+        out.append({
+            "number": t.number,
+            "state": t.state.name.lower(),
+            "cell": t.params.get("cell"),
+            "params": dict(t.params),
+            "spec": ua.get("spec"),
+            "size_bytes": ua.get("size_bytes"),
+            "val_score": t.value if t.value is not None else (
+                max((v for v in ua.get("val_curve", []) if v == v), default=None)),
+            "epochs_run": ua.get("epochs_run"),
+            "best_epoch": ua.get("best_epoch"),
+            "pruned": t.state == optuna.trial.TrialState.PRUNED,
+            "seconds": (t.duration.total_seconds() if t.duration else ua.get("seconds")),
+            "val_curve": ua.get("val_curve"),
+        })
+    return out

@@ -1,0 +1,204 @@
+"""The one training loop, for every cell.
+
+``train_model`` trains a :class:`~seqeq.models.SequenceClassifier` on a :class:`SeqData` with Adam,
+optional per-epoch validation (keeping the weights of the best validation epoch, early stopping
+after ``patience`` epochs without improvement) and a per-epoch hook, through which the search
+reports to Optuna's pruner. It never asks which cell it trains.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from .datasets import SeqData
+
+__all__ = ["TrainConfig", "TrainResult", "train_model", "predict_logits", "score", "METRICS",
+           "resolve_device", "seed_everything"]
+
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train one model."""
+
+    lr: float = 1e-2
+    batch_size: int = 128
+    epochs: int = 30
+    #: stop after this many epochs without a better validation score (0: never)
+    patience: int = 8
+    #: gradient-norm clipping (0: off)
+    clip: float = 1.0
+    weight_decay: float = 0.0
+    #: "cosine" decays the learning rate to 5 % over ``epochs``; "constant" keeps it
+    schedule: str = "cosine"
+    device: str = "cpu"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:
+            raise ValueError("lr must be > 0, batch_size and epochs >= 1")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown schedule {self.schedule!r}")
+
+
+@dataclass
+class TrainResult:
+    history: list[dict] = field(default_factory=list)
+    best_epoch: int = 0  # 1-based; 0 when there was no validation
+    best_val: float | None = None
+    epochs_run: int = 0
+    seconds: float = 0.0
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``."""
+    from .errors import SeqeqError
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise SeqeqError("--device cuda was asked for but no CUDA GPU is available",
+                         "Use --device auto or --device cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise SeqeqError(f"unknown device {device!r}", "Use auto, cpu or cuda")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    import random
+
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def score(y_true: np.ndarray, y_pred: np.ndarray, metric: str = "accuracy") -> float:
+    """Classification metric by name (see :data:`METRICS`)."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score
+
+    if metric == "accuracy":
+        return float(np.mean(y_true == y_pred))
+    if metric == "balanced_accuracy":
+        return float(balanced_accuracy_score(y_true, y_pred))
+    if metric == "macro_f1":
+        return float(f1_score(y_true, y_pred, average="macro"))
+    raise ValueError(f"unknown metric {metric!r}; choose one of {METRICS}")
+
+
+class _Tensors:
+    """A dataset held as tensors on the training device, batched with padding trimmed."""
+
+    def __init__(self, data: SeqData, device: str):
+        self.X = torch.as_tensor(data.X, device=device)
+        self.L = torch.as_tensor(data.lengths, device=device)
+        self.y = None if data.y is None else torch.as_tensor(data.y, device=device)
+        self.n = data.n_series
+
+    def batch(self, idx: torch.Tensor):
+        L = self.L[idx]
+        T = int(L.max())
+        return self.X[idx, :T], L, (None if self.y is None else self.y[idx])
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, data: SeqData | _Tensors, batch_size: int = 512,
+                   device: str | None = None) -> np.ndarray:
+    """Logits (N, C) of ``model`` on ``data`` in eval mode."""
+    device = device or next(model.parameters()).device.type
+    t = data if isinstance(data, _Tensors) else _Tensors(data, device)
+    was_training = model.training
+    model.eval()
+    out = []
+    order = torch.argsort(t.L)  # similar lengths together: less padding per batch
+    for i in range(0, t.n, batch_size):
+        idx = order[i : i + batch_size]
+        x, L, _ = t.batch(idx)
+        out.append(model(x, L))
+    model.train(was_training)
+    if not out:
+        return np.zeros((0, 0), dtype=np.float32)
+    logits = torch.cat(out)
+    inv = torch.empty_like(order)
+    inv[order] = torch.arange(t.n, device=order.device)
+    return logits[inv].float().cpu().numpy()
+
+
+def train_model(
+    model: nn.Module,
+    train: SeqData,
+    cfg: TrainConfig,
+    val: SeqData | None = None,
+    metric: str = "accuracy",
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` in place; with ``val``, restore the weights of the best validation epoch.
+
+    ``on_epoch(epoch, record)`` is called after every epoch (1-based) with the epoch's record
+    (``train_loss``, and ``val_score`` when validating); it may raise to stop training (the search
+    raises ``optuna.TrialPruned``).
+    """
+    seed_everything(cfg.seed)
+    device = cfg.device
+    model.to(device)
+    tr = _Tensors(train, device)
+    va = _Tensors(val, device) if val is not None and val.n_series else None
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, math.ceil(tr.n / cfg.batch_size))
+    total = cfg.epochs * steps_per_epoch
+    if cfg.schedule == "cosine":
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    else:
+        sched = None
+    loss_fn = nn.CrossEntropyLoss()
+    gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    res = TrainResult()
+    best_state, since_best = None, 0
+    t0 = time.perf_counter()
+    for epoch in range(1, cfg.epochs + 1):
+        model.train()
+        perm = torch.randperm(tr.n, generator=gen).to(device)
+        total_loss, seen = 0.0, 0
+        for i in range(0, tr.n, cfg.batch_size):
+            x, L, y = tr.batch(perm[i : i + cfg.batch_size])
+            loss = loss_fn(model(x, L), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.clip > 0:
+                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            opt.step()
+            if sched is not None:
+                sched.step()
+            total_loss += float(loss.detach()) * len(y)
+            seen += len(y)
+        rec = {"epoch": epoch, "train_loss": total_loss / max(seen, 1)}
+        if not math.isfinite(rec["train_loss"]):
+            rec["diverged"] = True
+        if va is not None:
+            pred = predict_logits(model, va, device=device).argmax(1)
+            rec["val_score"] = score(va.y.cpu().numpy(), pred, metric)
+            if res.best_val is None or rec["val_score"] > res.best_val:
+                res.best_val, res.best_epoch, since_best = rec["val_score"], epoch, 0
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            else:
+                since_best += 1
+        rec["seconds"] = time.perf_counter() - t0
+        res.history.append(rec)
+        res.epochs_run = epoch
+        if on_epoch is not None:
+            on_epoch(epoch, rec)
+        if rec.get("diverged") or (va is not None and cfg.patience and since_best >= cfg.patience):
+            break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    res.seconds = time.perf_counter() - t0
+    model.eval()
+    return res
