@@ -14,6 +14,7 @@ __all__ = ["DataConfig", "SearchConfig"]
 FORMATS = ("long", "wide", "nested")
 NAN_POLICIES = ("reject", "fill")
 PRUNERS = ("median", "hyperband", "none")
+METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
 @dataclass(frozen=True)
@@ -85,8 +86,6 @@ class SearchConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        from .train import METRICS
-
         if not self.budget_kb > 0:
             raise SeqeqError(f"--budget-kb must be positive, got {self.budget_kb}",
                              "Give the model-size budget in KiB, e.g. --budget-kb 20")

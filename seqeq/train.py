@@ -22,7 +22,7 @@ from .datasets import SeqData
 __all__ = ["TrainConfig", "TrainResult", "train_model", "predict_logits", "score", "METRICS",
            "resolve_device", "seed_everything"]
 
-METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+from .config import METRICS  # noqa: E402
 
 
 @dataclass(frozen=True)

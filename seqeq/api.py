@@ -1,0 +1,373 @@
+"""The scripted entry point: ``fit``, ``bench``, ``export``, ``predict``.
+
+Data flows one way: load data -> split (validation from training data; test held out) -> search on
+train/validation only -> retrain the chosen configuration on train+validation with several seeds ->
+evaluate the test set once -> save, export ONNX, write the report. The CLI calls these functions.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .config import DataConfig, SearchConfig
+from .errors import SeqeqError
+
+__all__ = ["RunResult", "fit", "bench", "export", "predict", "run", "load_data", "latest_run"]
+
+RUNS_DIR = Path("runs")
+
+
+@dataclass
+class RunResult:
+    """What a search produced."""
+
+    run_dir: str
+    best_spec: dict
+    size_bytes: int
+    val_score: float
+    metric: str
+    test_mean: float | None
+    test_std: float | None
+    test_scores: list[float]
+    onnx_path: str
+    report_json: str
+    report_html: str
+    model_dir: str
+    n_trials: int
+    n_pruned: int
+    seconds: float
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def size_kib(self) -> float:
+        return self.size_bytes / 1024
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["extra"] = {k: v for k, v in self.extra.items() if k != "model"}
+        d["size_kib"] = self.size_kib
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+# data
+def load_data(dc: DataConfig, seed: int = 0):
+    """(train, test, info): the training data (validation is split later) and the test set."""
+    from .datasets import SeqData, load_benchmark, load_file, stratified_split
+
+    if dc.benchmark:
+        train, test = load_benchmark(dc.benchmark, data_dir=dc.data_dir, seed=seed)
+        return train, test, {"source": "benchmark", "name": dc.benchmark,
+                             "test": "official test split", **train.meta}
+    opts = dict(fmt=dc.fmt, id_col=dc.id_col, time_col=dc.time_col, label_col=dc.label_col,
+                group_col=dc.group_col, nan=dc.nan)
+    train: SeqData = load_file(dc.path, **opts)
+    if dc.test_path:
+        test = load_file(dc.test_path, class_names=train.class_names, **opts)
+        if test.channel_names != train.channel_names:
+            raise SeqeqError(
+                f"the test file's channels {test.channel_names} differ from the training "
+                f"file's {train.channel_names}", "Give both files the same channel columns")
+        return train, test, {"source": "file", "path": str(dc.path), "test": str(dc.test_path)}
+    keep, held = stratified_split(train.y, dc.test_frac, seed)
+    return (train.subset(keep), train.subset(held),
+            {"source": "file", "path": str(dc.path),
+             "test": f"stratified {dc.test_frac:.0%} hold-out (seed {seed})"})
+
+
+def split_validation(train, frac: float, seed: int):
+    """Validation from training data only: whole groups held out when the data has groups."""
+    from .datasets import grouped_split, stratified_split
+
+    if train.groups is not None:
+        keep, held = grouped_split(train.groups, train.y, frac, seed)
+        how = f"grouped: {len(np.unique(train.groups[held]))} groups held out"
+    else:
+        keep, held = stratified_split(train.y, frac, seed)
+        how = f"stratified {frac:.0%}"
+    return train.subset(keep), train.subset(held), how
+
+
+# ---------------------------------------------------------------------------------------------
+# run directory
+def _prepare_run_dir(out: Path, cfg: SearchConfig) -> None:
+    has_run = out.exists() and any((out / f).exists() for f in ("study.db", "run.json",
+                                                                 "report.json", "best.onnx"))
+    if has_run and not (cfg.resume or cfg.overwrite):
+        raise SeqeqError(f"run directory {out} already holds a run",
+                         "Pass --resume to continue it, --overwrite to replace it, "
+                         "or choose another --out")
+    if cfg.resume and not has_run and cfg.storage is None:
+        raise SeqeqError(f"nothing to resume in {out}", "Drop --resume to start a new run")
+    if has_run and cfg.overwrite:
+        for f in ("study.db", "run.json", "report.json", "report.html", "best.onnx"):
+            (out / f).unlink(missing_ok=True)
+        shutil.rmtree(out / "model", ignore_errors=True)
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _default_out(dc: DataConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return RUNS_DIR / f"{dc.name}-{stamp}"
+
+
+def latest_run(runs_dir: Path = RUNS_DIR) -> Path:
+    """The most recently finished run under ``runs/``."""
+    cands = [p.parent for p in runs_dir.glob("*/model/model.json")] if runs_dir.is_dir() else []
+    if not cands:
+        raise SeqeqError(f"no finished run found under {runs_dir}/",
+                         "Run `seqeq fit` or `seqeq bench` first, or pass --run DIR")
+    return max(cands, key=lambda p: (p / "model" / "model.json").stat().st_mtime)
+
+
+def _fail_interrupted_trials(study) -> int:
+    """On resume of a local study: trials left RUNNING by a killed process are failed and
+    re-queued with the same parameters."""
+    import optuna
+
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
+        n += 1
+    return n
+
+
+# ---------------------------------------------------------------------------------------------
+# the run
+def run(dc: DataConfig, cfg: SearchConfig, out: str | Path | None = None,
+        quiet: bool = True) -> RunResult:
+    """Search, retrain, test once, export and report. See the module docstring."""
+    out = Path(out) if out is not None else _default_out(dc)
+    train_all, test, data_info = load_data(dc, seed=cfg.seed)
+    return run_on(train_all, test, cfg, out, data_info={**data_info, "config": asdict(dc)},
+                  val_frac=dc.val_frac, quiet=quiet)
+
+
+def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict | None = None,
+           val_frac: float = 0.2, quiet: bool = True, keep_model: bool = False) -> RunResult:
+    """The pipeline on in-memory data (``test`` may be None: no test evaluation)."""
+    import torch
+
+    from . import __version__
+    from ._io import atomic_write_json
+    from ._progress import SearchProgress, console
+    from .datasets import concat
+    from .models import build_model, save_model, spec_size_bytes
+    from .report import write_report
+    from .search import (FINISHED, SearchContext, best_trial, candidate_cells, make_study,
+                         run_workers, spec_of, train_config_of, trial_records)
+    from .train import predict_logits, resolve_device, score, train_model
+
+    t_start = time.perf_counter()
+    out = Path(out)
+    data_info = data_info or {}
+    device = resolve_device(cfg.device)
+    train, val, val_how = split_validation(train_all, val_frac, cfg.seed)
+    cells = candidate_cells(cfg, train.n_channels, train.n_classes)
+    _prepare_run_dir(out, cfg)
+    run_info = {"seqeq_version": __version__, "data": data_info, "search": asdict(cfg),
+                "device": device, "cells": cells, "validation": val_how}
+    atomic_write_json(out / "run.json", run_info)
+
+    study = make_study(cfg, out, load_if_exists=cfg.resume or cfg.storage is not None)
+    if cfg.resume and cfg.storage is None:
+        n = _fail_interrupted_trials(study)
+        if n and not quiet:
+            console.print(f"resuming: {n} interrupted trial(s) marked failed and re-queued")
+    ctx = SearchContext(train=train, val=val, cfg=cfg, device=device, cells=cells)
+    interrupted = False
+    with SearchProgress(cfg.trials, cfg.metric, quiet=quiet) as prog:
+        prog.start(study)
+        try:
+            run_workers(ctx, study, out, callbacks=[prog.callback])
+        except KeyboardInterrupt:
+            interrupted = True
+    if interrupted:
+        console.print(f"[yellow]search interrupted[/yellow]: finished trials are kept in "
+                      f"{out / 'study.db'}; resume with the same command plus --resume")
+    search_seconds = time.perf_counter() - t_start
+
+    # ---- final model: retrain the best configuration on train+validation, several seeds
+    best = best_trial(study)
+    spec = spec_of(best)
+    epochs = max(1, int(best.user_attrs.get("best_epoch") or best.user_attrs["train"]["epochs"]))
+    full = concat(train, val)
+    mean, std = full.channel_stats()
+    finals = []
+    for k in range(cfg.final_seeds):
+        seed = cfg.seed + 1000 + k
+        model = build_model(spec)
+        model.set_normalisation(mean, std)
+        tcfg = train_config_of(best, device, seed=seed, epochs=epochs)
+        hist = train_model(model, full, tcfg, metric=cfg.metric)
+        fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.metric)
+        rec = {"seed": seed, "model": model, "val_score": fit_score, "history": hist.history}
+        if test is not None:  # the test set, evaluated once per final model
+            pred = predict_logits(model, test).argmax(1)
+            rec.update(test_score=score(test.y, pred, cfg.metric), test_pred=pred)
+        finals.append(rec)
+    chosen = max(finals, key=lambda f: f["val_score"])
+    model = chosen["model"].cpu()
+    test_scores = [f["test_score"] for f in finals if "test_score" in f]
+
+    extra = {"class_names": train.class_names, "channel_names": train.channel_names,
+             "metric": cfg.metric, "seed": chosen["seed"]}
+    save_model(model, spec, out / "model", extra=extra)
+    onnx_info = export_model(out / "model", out / "best.onnx", quantize=cfg.quantize)
+
+    from .models import gradient_norm_ratio
+
+    Tg = int(val.lengths.min())
+    gx = torch.as_tensor(val.X[: min(8, val.n_series), :Tg])
+    grad_norm = gradient_norm_ratio(model, gx).tolist()
+
+    trials = trial_records(study)
+    n_finished = sum(t["state"] in ("complete", "pruned") for t in trials)
+    report = {
+        "schema_version": 1,
+        "seqeq_version": __version__,
+        "run_dir": str(out),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "device": device,
+        "wall_seconds": time.perf_counter() - t_start,
+        "search_seconds": search_seconds,
+        "interrupted": interrupted,
+        "data": {"train": train_all.summary(),
+                 "test": test.summary() if test is not None else None, **data_info,
+                 "validation": val_how, "n_train_search": train.n_series,
+                 "n_val": val.n_series},
+        "search": {"budget_kb": cfg.budget_kb, "budget_bytes": cfg.budget_bytes,
+                   "metric": cfg.metric, "trials_requested": cfg.trials, "cells": cells,
+                   "n_trials": len(trials), "n_finished": n_finished,
+                   "n_pruned": sum(t["pruned"] for t in trials),
+                   "n_failed": sum(t["state"] == "fail" for t in trials)},
+        "trials": trials,
+        "best": {"trial": best.number, "spec": spec.to_dict(), "params": dict(best.params),
+                 "size_bytes": spec_size_bytes(spec), "val_score": best.value,
+                 "epochs": epochs, "train": best.user_attrs["train"]},
+        "final": {
+            "seeds": [f["seed"] for f in finals],
+            "test_scores": test_scores,
+            "test_mean": float(np.mean(test_scores)) if test_scores else None,
+            "test_std": float(np.std(test_scores)) if test_scores else None,
+            "chosen_seed": chosen["seed"],
+            "chosen_test_score": chosen.get("test_score"),
+            "confusion_matrix": (_confusion(test.y, chosen["test_pred"], test.n_classes)
+                                 if test is not None else None),
+            "learning_curve": chosen["history"],
+            "gradient_norm": grad_norm,
+        },
+        "export": onnx_info,
+    }
+    paths = write_report(report, out)
+    return RunResult(
+        run_dir=str(out), best_spec=spec.to_dict(), size_bytes=spec_size_bytes(spec),
+        val_score=float(best.value), metric=cfg.metric,
+        test_mean=report["final"]["test_mean"], test_std=report["final"]["test_std"],
+        test_scores=test_scores, onnx_path=str(out / "best.onnx"),
+        report_json=str(paths["json"]), report_html=str(paths["html"]),
+        model_dir=str(out / "model"), n_trials=n_finished,
+        n_pruned=report["search"]["n_pruned"], seconds=time.perf_counter() - t_start,
+        extra={"interrupted": interrupted, "onnx": onnx_info,
+               **({"model": model} if keep_model else {})},
+    )
+
+
+def _confusion(y_true, y_pred, C: int) -> list[list[int]]:
+    m = np.zeros((C, C), dtype=np.int64)
+    np.add.at(m, (y_true, y_pred), 1)
+    return m.tolist()
+
+
+def export_model(model_dir: str | Path, out_path: str | Path, quantize: str | None = None) -> dict:
+    """Export a saved model (``model.json`` + ``model.safetensors``) to ONNX."""
+    from .export import export_onnx
+    from .models import load_model
+
+    model, spec, meta = load_model(model_dir)
+    return export_onnx(model, spec, out_path, class_names=meta["class_names"],
+                       channel_names=meta["channel_names"], quantize=quantize)
+
+
+# ---------------------------------------------------------------------------------------------
+# public functions
+def fit(path: str | Path, *, test: str | Path | None = None, budget_kb: float = 20.0,
+        trials: int = 20, timeout: float | None = None, seed: int = 0,
+        out: str | Path | None = None, fmt: str | None = None, id_col: str | None = None,
+        time_col: str | None = None, label_col: str | None = None,
+        group_col: str | None = None, nan: str = "reject", quiet: bool = True,
+        **search: Any) -> RunResult:
+    """Search, train, export and report on a CSV/Parquet file. Returns a :class:`RunResult`.
+
+    ``search`` takes any other :class:`~seqeq.config.SearchConfig` field (``cells``, ``metric``,
+    ``epochs``, ``final_seeds``, ``device``, ``workers``, ``storage``, ``resume`` ...).
+    """
+    dc = DataConfig(path=str(path), test_path=None if test is None else str(test), fmt=fmt,
+                    id_col=id_col, time_col=time_col, label_col=label_col, group_col=group_col,
+                    nan=nan)
+    cfg = SearchConfig(budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
+                       **_search_kwargs(search))
+    return run(dc, cfg, out, quiet=quiet)
+
+
+def bench(name: str, *, budget_kb: float = 20.0, trials: int = 20, timeout: float | None = None,
+          seed: int = 0, out: str | Path | None = None, data_dir: str | None = None,
+          quiet: bool = True, **search: Any) -> RunResult:
+    """The same as :func:`fit` on a built-in benchmark (``seqeq datasets`` lists them)."""
+    dc = DataConfig(benchmark=name, data_dir=data_dir)
+    cfg = SearchConfig(budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
+                       **_search_kwargs(search))
+    return run(dc, cfg, out, quiet=quiet)
+
+
+def _search_kwargs(kw: dict) -> dict:
+    if "cells" in kw and isinstance(kw["cells"], str):
+        kw = {**kw, "cells": tuple(c.strip() for c in kw["cells"].split(",") if c.strip())}
+    elif kw.get("cells") is not None:
+        kw = {**kw, "cells": tuple(kw["cells"])}
+    return kw
+
+
+def export(out_path: str | Path, run_dir: str | Path | None = None,
+           quantize: str | None = None) -> dict:
+    """Export the best model of ``run_dir`` (the latest run if omitted) to ``out_path``."""
+    run_dir = Path(run_dir) if run_dir is not None else latest_run()
+    if not (run_dir / "model").is_dir():
+        raise SeqeqError(f"{run_dir} holds no finished model",
+                         "Pass the directory of a finished `seqeq fit`/`bench` run")
+    return export_model(run_dir / "model", out_path, quantize=quantize)
+
+
+def predict(model_path: str | Path, data: str | Path, *, proba: bool = False,
+            fmt: str | None = None, id_col: str | None = None, time_col: str | None = None,
+            label_col: str | None = None, nan: str = "reject"):
+    """Predict labels (and class probabilities) for every series of ``data`` from an .onnx file
+    alone, with onnxruntime (torch is not imported). Returns a pandas DataFrame."""
+    import pandas as pd
+
+    from .datasets import load_file
+    from .export.runtime import OnnxClassifier
+
+    clf = OnnxClassifier(model_path)
+    ds = load_file(data, fmt=fmt, id_col=id_col, time_col=time_col, label_col=label_col,
+                   nan=nan, require_labels=False)
+    clf.check_channels(ds.channel_names)
+    probs = clf.predict_proba(ds.X, ds.lengths)
+    ids = ds.ids if ds.ids is not None else np.arange(ds.n_series)
+    df = pd.DataFrame({"id": ids, "label": np.asarray(clf.class_names)[probs.argmax(1)]})
+    if proba:
+        for i, c in enumerate(clf.class_names):
+            df[f"p_{c}"] = probs[:, i]
+    return df
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(Path(path).read_text())

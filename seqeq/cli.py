@@ -1,0 +1,301 @@
+"""The ``seqeq`` command line: parse options, build config objects, call :mod:`seqeq.api`, print.
+
+Exit codes: 0 success; 2 bad input or usage (one line on stderr, no traceback); 1 any other failure;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .errors import SeqeqError
+
+app = typer.Typer(
+    name="seqeq",
+    help="AutoML for sequence classification with small, stable recurrent cells, exported to ONNX.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+@contextmanager
+def _user_errors():
+    """Turn seqeq's errors into one line and exit code 2; anything else into one line and 1."""
+    try:
+        yield
+    except SeqeqError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as e:  # a bug or an environment failure: still no traceback by default
+        if os.environ.get("SEQEQ_DEBUG"):
+            raise
+        typer.echo(f"error: {type(e).__name__}: {e} (set SEQEQ_DEBUG=1 for the traceback)",
+                   err=True)
+        raise typer.Exit(1) from None
+
+
+# ---- shared options ---------------------------------------------------------------------------
+Budget = Annotated[float, typer.Option("--budget-kb", help="Model-size budget in KiB "
+                                       "(parameter bytes incl. the classifier head).")]
+Trials = Annotated[int, typer.Option(help="Trials to finish (completed or pruned), all workers.")]
+Timeout = Annotated[float | None, typer.Option(help="Wall-clock limit of the search in seconds.")]
+Seed = Annotated[int, typer.Option(help="Seed for splits, sampler and training.")]
+Out = Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>-<time>).")]
+Cells = Annotated[str | None, typer.Option(help="Comma-separated cells to search, e.g. "
+                                           "irnn,tinyrnn,gru (default: all).")]
+Metric = Annotated[str, typer.Option(help="accuracy | balanced_accuracy | macro_f1.")]
+Epochs = Annotated[int, typer.Option(help="Maximum epochs per trial.")]
+FinalSeeds = Annotated[int, typer.Option("--final-seeds", help="Seeds for the final retrain.")]
+Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
+Storage = Annotated[str | None, typer.Option(help="Optuna storage URL (e.g. postgresql://...) "
+                                             "shared by several workers.")]
+StudyName = Annotated[str | None, typer.Option("--study-name", help="Study name in --storage.")]
+Workers = Annotated[int, typer.Option(help="Local worker processes on one study.")]
+Resume = Annotated[bool, typer.Option(help="Continue the interrupted search in --out.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an existing run in --out.")]
+Quantize = Annotated[str | None, typer.Option(help="int8: budget and export 8-bit weights.")]
+Pruner = Annotated[str, typer.Option(help="median | hyperband | none.")]
+Quiet = Annotated[bool, typer.Option(help="No progress output.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
+
+
+def _search_opts(**kw) -> dict:
+    cells = kw.pop("cells")
+    kw["cells"] = tuple(c.strip() for c in cells.split(",") if c.strip()) if cells else None
+    return kw
+
+
+def _print_result(res, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(res.to_dict(), indent=2, default=str) + "\n")
+        return
+    from rich.table import Table
+
+    from ._progress import console
+
+    spec = res.best_spec
+    t = Table(title="seqeq result", show_header=False)
+    t.add_row("model", f"{spec['cell']}  D={spec['hidden_size']}  {spec['cell_kwargs']}")
+    t.add_row("size", f"{res.size_kib:.2f} KiB (fp32 parameters incl. head)")
+    t.add_row(f"validation {res.metric}", f"{res.val_score:.4f}")
+    t.add_row(f"test {res.metric}",
+              f"{res.test_mean:.4f} ± {res.test_std:.4f} over {len(res.test_scores)} seeds")
+    t.add_row("trials", f"{res.n_trials} finished, {res.n_pruned} pruned")
+    t.add_row("time", f"{res.seconds:.0f} s")
+    t.add_row("ONNX", res.onnx_path)
+    t.add_row("report", res.report_html)
+    console.print(t)
+
+
+# ---- commands ---------------------------------------------------------------------------------
+@app.command()
+def fit(
+    path: Annotated[Path, typer.Argument(help="Training data: .csv or .parquet.")],
+    budget_kb: Budget = 20.0,
+    test: Annotated[Path | None, typer.Option(help="Test data (default: a stratified, "
+                                              "seeded 20 % hold-out of PATH).")] = None,
+    trials: Trials = 20,
+    timeout: Timeout = None,
+    seed: Seed = 0,
+    out: Out = None,
+    fmt: Annotated[str | None, typer.Option("--format", help="long | wide | nested "
+                                            "(default: detected).")] = None,
+    id_col: Annotated[str | None, typer.Option("--id-col", help="Series id column (long).")] = None,
+    time_col: Annotated[str | None, typer.Option("--time-col", help="Time/order column.")] = None,
+    label_col: Annotated[str | None, typer.Option("--label-col", help="Label column.")] = None,
+    group_col: Annotated[str | None, typer.Option("--group-col", help="Hold out whole groups "
+                                                  "(subject, device) for validation.")] = None,
+    nan: Annotated[str, typer.Option(help="reject | fill: what to do with NaN/inf.")] = "reject",
+    cells: Cells = None,
+    metric: Metric = "accuracy",
+    epochs: Epochs = 25,
+    final_seeds: FinalSeeds = 3,
+    device: Device = "auto",
+    storage: Storage = None,
+    study_name: StudyName = None,
+    workers: Workers = 1,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    quantize: Quantize = None,
+    pruner: Pruner = "median",
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+):
+    """Search, train, export and report on your data.
+
+    Example: seqeq fit walks.parquet --budget-kb 8 --trials 30 --out runs/walks
+    """
+    from . import api
+
+    with _user_errors():
+        res = api.fit(path, test=test, budget_kb=budget_kb, trials=trials, timeout=timeout,
+                      seed=seed, out=out, fmt=fmt, id_col=id_col, time_col=time_col,
+                      label_col=label_col, group_col=group_col, nan=nan,
+                      quiet=quiet or as_json,
+                      **_search_opts(cells=cells, metric=metric, epochs=epochs,
+                                     final_seeds=final_seeds, device=device, storage=storage,
+                                     study_name=study_name, workers=workers, resume=resume,
+                                     overwrite=overwrite, quantize=quantize, pruner=pruner))
+        _print_result(res, as_json)
+
+
+@app.command()
+def bench(
+    name: Annotated[str, typer.Argument(help="Benchmark name (see `seqeq datasets`).")],
+    budget_kb: Budget = 20.0,
+    trials: Trials = 20,
+    timeout: Timeout = None,
+    seed: Seed = 0,
+    out: Out = None,
+    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Data directory (default "
+                                                 "$SEQEQ_DATA_DIR or ~/.cache/seqeq/data).")] = None,
+    cells: Cells = None,
+    metric: Metric = "accuracy",
+    epochs: Epochs = 25,
+    final_seeds: FinalSeeds = 3,
+    device: Device = "auto",
+    storage: Storage = None,
+    study_name: StudyName = None,
+    workers: Workers = 1,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    quantize: Quantize = None,
+    pruner: Pruner = "median",
+    quiet: Quiet = False,
+    as_json: AsJson = False,
+):
+    """The same as `fit` on a built-in benchmark.
+
+    Example: seqeq bench har2 --budget-kb 20 --trials 8
+    """
+    from . import api
+
+    with _user_errors():
+        res = api.bench(name, budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
+                        out=out, data_dir=data_dir, quiet=quiet or as_json,
+                        **_search_opts(cells=cells, metric=metric, epochs=epochs,
+                                       final_seeds=final_seeds, device=device, storage=storage,
+                                       study_name=study_name, workers=workers, resume=resume,
+                                       overwrite=overwrite, quantize=quantize, pruner=pruner))
+        _print_result(res, as_json)
+
+
+@app.command()
+def export(
+    out_path: Annotated[Path, typer.Argument(help="Where to write the .onnx file.")],
+    run: Annotated[Path | None, typer.Option(help="Run directory (default: the latest "
+                                             "finished run under runs/).")] = None,
+    quantize: Quantize = None,
+):
+    """Export the best model of a run to ONNX.
+
+    Example: seqeq export best.onnx --run runs/har2 --quantize int8
+    """
+    from . import api
+
+    with _user_errors():
+        if out_path.suffix != ".onnx":
+            raise SeqeqError(f"{out_path} does not end in .onnx", "Name the output file *.onnx")
+        info = api.export(out_path, run_dir=run, quantize=quantize)
+        typer.echo(f"wrote {out_path} ({info.get('file_bytes', 0) / 1024:.1f} KiB)", err=True)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A .onnx model written by seqeq.")],
+    data: Annotated[Path, typer.Argument(help="Data to label: .csv or .parquet.")],
+    out: Annotated[Path | None, typer.Option(help="preds.csv or preds.parquet "
+                                             "(default: CSV on stdout).")] = None,
+    proba: Annotated[bool, typer.Option(help="Add class probabilities.")] = False,
+    fmt: Annotated[str | None, typer.Option("--format", help="long | wide | nested.")] = None,
+    id_col: Annotated[str | None, typer.Option("--id-col")] = None,
+    time_col: Annotated[str | None, typer.Option("--time-col")] = None,
+    label_col: Annotated[str | None, typer.Option("--label-col")] = None,
+    nan: Annotated[str, typer.Option(help="reject | fill.")] = "reject",
+):
+    """Label every series of DATA with an exported model (onnxruntime only, no torch).
+
+    Example: seqeq predict runs/har2/best.onnx new.parquet --out preds.csv --proba
+    """
+    from . import api
+
+    with _user_errors():
+        if not model.is_file():
+            raise SeqeqError(f"model file {model} not found", "Give the path of a .onnx file")
+        df = api.predict(model, data, proba=proba, fmt=fmt, id_col=id_col, time_col=time_col,
+                         label_col=label_col, nan=nan)
+        if out is None:
+            df.to_csv(sys.stdout, index=False)
+        elif out.suffix == ".parquet":
+            df.to_parquet(out, index=False)
+        elif out.suffix == ".csv":
+            df.to_csv(out, index=False)
+        else:
+            raise SeqeqError(f"unknown output extension {out.suffix!r}", "Use .csv or .parquet")
+
+
+@app.command()
+def datasets(
+    data_dir: Annotated[str | None, typer.Option("--data-dir")] = None,
+):
+    """List the built-in benchmarks and whether their data is present.
+
+    Example: seqeq datasets --data-dir ~/data/seqeq
+    """
+    from rich.console import Console
+    from rich.table import Table
+
+    from .datasets import list_benchmarks
+
+    with _user_errors():
+        t = Table(title="seqeq benchmarks")
+        for col in ("name", "present", "shape", "description"):
+            t.add_column(col)
+        for b in list_benchmarks(data_dir):
+            t.add_row(b.name, "yes" if b.present else f"no ({b.file})", str(b.shape or ""),
+                      b.description)
+        Console().print(t)
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+):
+    """Regenerate report.html from a run's report.json.
+
+    Example: seqeq report runs/har2
+    """
+    from .report import write_report
+
+    with _user_errors():
+        p = run_dir / "report.json"
+        if not p.is_file():
+            raise SeqeqError(f"{p} not found", "Pass the directory of a finished run")
+        try:
+            data = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise SeqeqError(f"{p} is not valid JSON ({e})", "Re-run the search") from None
+        paths = write_report(data, run_dir)
+        typer.echo(f"wrote {paths['html']}", err=True)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

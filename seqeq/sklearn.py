@@ -1,0 +1,107 @@
+"""``SeqeqClassifier``: seqeq as a scikit-learn estimator for pipelines.
+
+``X`` is an array (n_series, T, channels) or a list of (T_i, channels) arrays of unequal lengths
+(a 2-D array (n_series, T) is read as univariate). ``fit`` runs the whole search on ``X, y``
+(validation split from it, final retrain on all of it) and keeps the chosen model in memory; the
+run directory (a temporary one unless ``out`` is set) holds the ONNX file and the report.
+"""
+
+from __future__ import annotations
+
+import tempfile
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+__all__ = ["SeqeqClassifier"]
+
+
+def _to_series(X) -> tuple[np.ndarray, np.ndarray]:
+    from .datasets import pad_series
+    from .errors import SeqeqError
+
+    if isinstance(X, np.ndarray) and X.dtype != object:
+        if X.ndim == 2:
+            X = X[:, :, None]
+        if X.ndim != 3:
+            raise SeqeqError(f"X has shape {X.shape}",
+                             "Pass (n_series, T, channels), (n_series, T) or a list of (T_i, C)")
+        X = X.astype(np.float32)
+        lengths = np.full(len(X), X.shape[1], dtype=np.int64)
+        if not np.isfinite(X).all():
+            raise SeqeqError("X contains NaN or infinite values", "Clean or impute them first")
+        return X, lengths
+    series = [np.asarray(s, dtype=np.float32) for s in X]
+    series = [s[:, None] if s.ndim == 1 else s for s in series]
+    if not series or any(s.ndim != 2 or len(s) == 0 for s in series):
+        raise SeqeqError("X must be a non-empty list of non-empty (T_i, channels) arrays")
+    if len({s.shape[1] for s in series}) != 1:
+        raise SeqeqError("the series in X have different channel counts",
+                         "Give every series the same channels")
+    if not all(np.isfinite(s).all() for s in series):
+        raise SeqeqError("X contains NaN or infinite values", "Clean or impute them first")
+    return pad_series(series)
+
+
+class SeqeqClassifier(ClassifierMixin, BaseEstimator):
+    """Search for the best small recurrent classifier under ``budget_kb``.
+
+    Parameters mirror ``seqeq fit``: ``budget_kb``, ``trials``, ``timeout``, ``cells``,
+    ``metric``, ``epochs``, ``final_seeds``, ``device``, ``seed``, ``out``.
+    """
+
+    def __init__(self, budget_kb: float = 20.0, trials: int = 10, timeout: float | None = None,
+                 cells: str | None = None, metric: str = "accuracy", epochs: int = 25,
+                 final_seeds: int = 1, device: str = "auto", seed: int = 0,
+                 out: str | None = None, verbose: bool = False):
+        self.budget_kb = budget_kb
+        self.trials = trials
+        self.timeout = timeout
+        self.cells = cells
+        self.metric = metric
+        self.epochs = epochs
+        self.final_seeds = final_seeds
+        self.device = device
+        self.seed = seed
+        self.out = out
+        self.verbose = verbose
+
+    def fit(self, X, y, groups=None):
+        from .api import _search_kwargs, run_on
+        from .config import SearchConfig
+        from .datasets import SeqData
+
+        Xp, lengths = _to_series(X)
+        y = np.asarray(y)
+        if len(y) != len(Xp):
+            from .errors import SeqeqError
+
+            raise SeqeqError(f"X has {len(Xp)} series but y has {len(y)} labels")
+        self.classes_, yi = np.unique(y, return_inverse=True)
+        data = SeqData(X=Xp, lengths=lengths, y=yi, class_names=[str(c) for c in self.classes_],
+                       channel_names=[f"ch{i}" for i in range(Xp.shape[2])],
+                       groups=None if groups is None else np.asarray(groups), name="array")
+        cfg = SearchConfig(budget_kb=self.budget_kb, trials=self.trials, timeout=self.timeout,
+                           seed=self.seed, metric=self.metric, epochs=self.epochs,
+                           final_seeds=self.final_seeds, device=self.device,
+                           **_search_kwargs({"cells": self.cells}))
+        out = self.out or tempfile.mkdtemp(prefix="seqeq-")
+        self.result_ = run_on(data, None, cfg, out, data_info={"source": "array"},
+                              quiet=not self.verbose, keep_model=True)
+        self.model_ = self.result_.extra["model"]
+        self.n_features_in_ = Xp.shape[2]
+        return self
+
+    def predict_proba(self, X) -> np.ndarray:
+        import torch
+
+        from .datasets import SeqData
+        from .train import predict_logits
+
+        Xp, lengths = _to_series(X)
+        data = SeqData(X=Xp, lengths=lengths, y=None, class_names=[], channel_names=[])
+        logits = predict_logits(self.model_, data, device="cpu")
+        return torch.softmax(torch.as_tensor(logits), dim=1).numpy()
+
+    def predict(self, X) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(1)]
