@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,6 +26,13 @@ from .train import TrainConfig, train_model
 
 __all__ = ["SearchContext", "make_study", "run_search", "trial_records", "best_trial",
            "spec_of", "train_config_of", "FINISHED"]
+
+# Optuna flags heartbeats, retries and grouped TPE as experimental/deprecated-API; we rely on them
+# deliberately and pin the behaviour with tests, so their warnings are noise for our users.
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"optuna\..*")
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"seqeq\.search")
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 LR_RANGE = (1e-3, 3e-2)
@@ -60,6 +68,12 @@ def candidate_cells(cfg: SearchConfig, d: int, C: int) -> list[str]:
     return ok
 
 
+def _retry_callback():
+    """Re-queue a trial whose worker died (stale heartbeat), at most twice."""
+    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    return cls(max_retry=2) if cls else optuna.storages.RetryFailedTrialCallback(max_retry=2)
+
+
 def make_study(cfg: SearchConfig, run_dir: Path, load_if_exists: bool) -> optuna.Study:
     """Create or open the study: SQLite in ``run_dir`` unless ``cfg.storage`` names another."""
     url = cfg.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
@@ -67,7 +81,7 @@ def make_study(cfg: SearchConfig, run_dir: Path, load_if_exists: bool) -> optuna
         url,
         heartbeat_interval=10,
         grace_period=30,
-        failed_trial_callback=optuna.storages.RetryFailedTrialCallback(max_retry=2),
+        heartbeat_stale_trial_callback=_retry_callback(),
         engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
     )
     n_startup = max(3, min(10, cfg.trials // 3))

@@ -43,3 +43,26 @@ def staged(data_dir):
         return p
 
     return get
+
+
+def make_walks(n: int = 160, T: int = 30, C: int = 2, seed: int = 0, unequal: bool = False,
+               groups: bool = False):
+    """A tiny two-class random-walk SeqData (step std 1.0 vs 0.1, as the ERNN toy task)."""
+    import numpy as np
+
+    from seqeq.datasets import SeqData
+
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    X = np.cumsum(rng.normal(size=(n, T, C)) * np.where(y == 1, 1.0, 0.1)[:, None, None], axis=1)
+    lengths = rng.integers(T // 2, T + 1, n) if unequal else np.full(n, T)
+    for i in range(n):
+        X[i, lengths[i]:] = 0
+    return SeqData(X=X.astype("float32"), lengths=lengths, y=y, class_names=["calm", "wild"],
+                   channel_names=[f"c{i}" for i in range(C)],
+                   groups=(np.arange(n) % 6) if groups else None, name="walks")
+
+
+@pytest.fixture
+def walks():
+    return make_walks

@@ -1,0 +1,127 @@
+"""The search: budget-shaped spaces, protocol, determinism, resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import optuna
+import pytest
+
+from seqeq.config import SearchConfig
+from seqeq.errors import SeqeqError
+from seqeq.models import build_model, spec_size_bytes
+from seqeq.search import candidate_cells
+from seqeq.search_spaces import list_families, smallest_size, suggest_spec
+
+
+@pytest.mark.parametrize("budget_kb", [0.5, 2, 8, 20])
+def test_suggested_specs_always_fit_the_budget(budget_kb):
+    budget = int(budget_kb * 1024)
+    cells = candidate_cells(SearchConfig(budget_kb=budget_kb), 9, 6)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        cell = trial.suggest_categorical("cell", cells)
+        spec = suggest_spec(trial, cell, 9, 6, budget)
+        size = spec_size_bytes(spec)
+        assert size <= budget
+        # the formula is exact: the built model has exactly that many parameters
+        model = build_model(spec)
+        assert size == 4 * sum(p.numel() for p in model.parameters() if p.requires_grad)
+        seen.add(cell)
+        study.tell(trial, 0.0)
+    assert len(seen) > 1
+
+
+def test_hidden_size_upper_bound_follows_the_budget():
+    """size_frac=1 gives the largest D that fits; one more unit would not fit."""
+    from seqeq.models import ModelSpec
+
+    for cell in list_families():
+        trial = optuna.trial.FixedTrial({"size_frac": 1.0, **_min_params(cell)})
+        spec = suggest_spec(trial, cell, 9, 2, 8 * 1024)
+        bigger = ModelSpec(spec.cell, 9, spec.hidden_size + 1, 2, spec.cell_kwargs)
+        assert spec_size_bytes(spec) <= 8 * 1024 < spec_size_bytes(bigger), cell
+
+
+def _min_params(cell):
+    from seqeq.search_spaces import get_family
+
+    out = {}
+    for dim in get_family(cell).dims:
+        out[f"{cell}.{dim.name}"] = dim.minimal()
+    return out
+
+
+def test_budget_too_small_names_the_smallest_feasible_size():
+    size, _ = smallest_size(list_families(), 9, 2)
+    with pytest.raises(SeqeqError, match=r"smallest feasible model .* needs .* KiB"):
+        candidate_cells(SearchConfig(budget_kb=(size - 1) / 1024), 9, 2)
+    assert candidate_cells(SearchConfig(budget_kb=size / 1024), 9, 2)
+
+
+def test_unknown_cell_is_a_clear_error():
+    with pytest.raises(SeqeqError, match="unknown cell"):
+        candidate_cells(SearchConfig(cells=("nope",)), 9, 2)
+
+
+def _run(tmp_path, walks, name, **kw):
+    from seqeq.api import run_on
+
+    data = walks(n=120, T=20, seed=3)
+    test = walks(n=40, T=20, seed=4)
+    cfg = SearchConfig(**{"budget_kb": 3, "trials": 3, "epochs": 2, "final_seeds": 1,
+                          "cells": ("gru", "irnn"), "device": "cpu", **kw})
+    return run_on(data, test, cfg, tmp_path / name)
+
+
+@pytest.mark.slow
+def test_same_seed_gives_the_same_trials_and_result(tmp_path, walks):
+    a = _run(tmp_path, walks, "a", seed=5)
+    b = _run(tmp_path, walks, "b", seed=5)
+    import json
+
+    ta = [(t["params"], t["val_score"]) for t in json.loads(open(a.report_json).read())["trials"]]
+    tb = [(t["params"], t["val_score"]) for t in json.loads(open(b.report_json).read())["trials"]]
+    assert ta == tb
+    assert a.test_scores == b.test_scores
+    assert a.best_spec == b.best_spec
+
+
+@pytest.mark.slow
+def test_test_data_never_reaches_the_search(tmp_path, walks, monkeypatch):
+    """Spy on the training loop: the search and the final retrain never see a test series."""
+    import seqeq.search
+    import seqeq.train
+
+    seen = []
+    real = seqeq.train.train_model
+
+    def spy(model, train, cfg, val=None, **kw):
+        seen.append(train.X.copy())
+        if val is not None:
+            seen.append(val.X.copy())
+        return real(model, train, cfg, val=val, **kw)
+
+    monkeypatch.setattr(seqeq.search, "train_model", spy)  # the search's trials
+    monkeypatch.setattr(seqeq.train, "train_model", spy)  # the final retrain
+    from seqeq.api import run_on
+
+    data = walks(n=120, T=20, seed=3)
+    test = walks(n=40, T=20, seed=99)
+    run_on(data, test, SearchConfig(budget_kb=3, trials=2, epochs=1, final_seeds=1,
+                                    cells=("gru",), device="cpu"), tmp_path / "r")
+    assert len(seen) >= 3  # two trials (train + val each) and one final retrain
+    test_rows = {r.tobytes() for r in test.X}
+    for X in seen:
+        assert not ({r.tobytes() for r in X} & test_rows)
+
+
+def test_grouped_validation_holds_out_whole_groups(walks):
+    from seqeq.api import split_validation
+
+    data = walks(n=120, groups=True)
+    tr, va, how = split_validation(data, 0.2, seed=0)
+    assert "grouped" in how
+    assert not set(np.unique(tr.groups)) & set(np.unique(va.groups))
+    assert 0.1 <= va.n_series / data.n_series <= 0.4
