@@ -161,7 +161,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     from ._progress import SearchProgress, console
     from .datasets import concat
     from .models import build_model, save_model, spec_size_bytes
-    from .report import write_report
+    from .report import int8_size, param_importances, write_report
     from .search import (FINISHED, SearchContext, best_trial, candidate_cells, make_study,
                          run_workers, spec_of, train_config_of, trial_records)
     from .train import predict_logits, resolve_device, score, train_model
@@ -235,37 +235,46 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         "schema_version": 1,
         "seqeq_version": __version__,
         "run_dir": str(out),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "device": device,
         "wall_seconds": time.perf_counter() - t_start,
         "search_seconds": search_seconds,
         "interrupted": interrupted,
         "data": {"train": train_all.summary(),
-                 "test": test.summary() if test is not None else None, **data_info,
-                 "validation": val_how, "n_train_search": train.n_series,
-                 "n_val": val.n_series},
+                 "test": test.summary() if test is not None else None,
+                 "origin": data_info, "validation": val_how,
+                 "n_train_search": train.n_series, "n_val": val.n_series},
         "search": {"budget_kb": cfg.budget_kb, "budget_bytes": cfg.budget_bytes,
-                   "metric": cfg.metric, "trials_requested": cfg.trials, "cells": cells,
+                   "bytes_per_param": cfg.bytes_per_param, "quantize": cfg.quantize,
+                   "metric": cfg.metric, "trials_requested": cfg.trials,
+                   "timeout": cfg.timeout, "epochs": cfg.epochs, "pruner": cfg.pruner,
+                   "seed": cfg.seed, "workers": cfg.workers, "cells": cells,
                    "n_trials": len(trials), "n_finished": n_finished,
+                   "n_complete": sum(t["state"] == "complete" for t in trials),
                    "n_pruned": sum(t["pruned"] for t in trials),
                    "n_failed": sum(t["state"] == "fail" for t in trials)},
         "trials": trials,
         "best": {"trial": best.number, "spec": spec.to_dict(), "params": dict(best.params),
-                 "size_bytes": spec_size_bytes(spec), "val_score": best.value,
+                 "size_bytes": spec_size_bytes(spec), "size_bytes_int8": int8_size(model),
+                 "param_count": spec_size_bytes(spec, 1), "val_score": best.value,
                  "epochs": epochs, "train": best.user_attrs["train"]},
         "final": {
             "seeds": [f["seed"] for f in finals],
+            "val_scores": [f["val_score"] for f in finals],
             "test_scores": test_scores,
             "test_mean": float(np.mean(test_scores)) if test_scores else None,
             "test_std": float(np.std(test_scores)) if test_scores else None,
             "chosen_seed": chosen["seed"],
             "chosen_test_score": chosen.get("test_score"),
-            "confusion_matrix": (_confusion(test.y, chosen["test_pred"], test.n_classes)
-                                 if test is not None else None),
+            "confusion_matrix": (
+                {"class_names": test.class_names,
+                 "counts": _confusion(test.y, chosen["test_pred"], test.n_classes)}
+                if test is not None else None),
             "learning_curve": chosen["history"],
             "gradient_norm": grad_norm,
         },
-        "export": onnx_info,
+        "importances": param_importances(study),
+        "export": onnx_info or None,
     }
     paths = write_report(report, out)
     return RunResult(
