@@ -34,7 +34,8 @@ def resolve_activation(name: str):
     try:
         return ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(f"unknown activation {name!r}; choose one of {list(ACTIVATIONS)}") from None
+        raise ValueError(
+            f"unknown activation {name!r}; choose one of {list(ACTIVATIONS)}") from None
 
 
 def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -85,6 +86,15 @@ class Cell(nn.Module, abc.ABC):
         """Width S of the state tensor (B, S)."""
         return hidden_size
 
+    @classmethod
+    def example_hparams(cls) -> list[dict[str, Any]]:
+        """Small hyperparameter settings covering the cell's options, for the shared test suite.
+
+        Every registered cell is checked with each of these (as aeon's ``_get_test_params``):
+        together they should cover every weight kind, several K (``has_steps``) and L (``deep``).
+        """
+        return [{}]
+
     @property
     def readout_size(self) -> int:
         return self.readout_size_for(self.hidden_size, **self.hparams)
@@ -117,6 +127,12 @@ class Cell(nn.Module, abc.ABC):
     @abc.abstractmethod
     def step(self, u_t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         """Sequential part: (u_t (B, F), h (B, S)) -> new h (B, S)."""
+
+    def regularization(self) -> torch.Tensor:
+        """Extra loss term the cell asks for (e.g. TARNN's identity-gradient penalty). Default 0."""
+        p = next(self.parameters(), None)
+        return torch.zeros((), dtype=p.dtype if p is not None else None,
+                           device=p.device if p is not None else None)
 
     def readout(self, h: torch.Tensor) -> torch.Tensor:
         """Features for the head from a state: (B, S) -> (B, R). Default: the first D units."""

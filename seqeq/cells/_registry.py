@@ -22,7 +22,8 @@ def register_cell(name: str):
 
     def wrap(cls: type[Cell]) -> type[Cell]:
         if name in _CELLS:
-            raise ValueError(f"cell {name!r} is already registered (by {_CELLS[name].__qualname__})")
+            raise ValueError(
+                f"cell {name!r} is already registered (by {_CELLS[name].__qualname__})")
         cls.name = name
         _CELLS[name] = cls
         return cls
