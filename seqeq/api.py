@@ -111,6 +111,8 @@ def _prepare_run_dir(out: Path, cfg: SearchConfig) -> None:
             (out / f).unlink(missing_ok=True)
         shutil.rmtree(out / "model", ignore_errors=True)
     out.mkdir(parents=True, exist_ok=True)
+    for tmp in out.glob("**/.*.tmp"):  # left by a process killed mid-write; the target is intact
+        tmp.unlink(missing_ok=True)
 
 
 def _default_out(dc: DataConfig) -> Path:
@@ -182,7 +184,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         n = _fail_interrupted_trials(study)
         if n and not quiet:
             console.print(f"resuming: {n} interrupted trial(s) marked failed and re-queued")
-    ctx = SearchContext(train=train, val=val, cfg=cfg, device=device, cells=cells)
+    ctx = SearchContext(train=train, val=val, cfg=cfg, device=device, cells=cells, run_dir=out)
     interrupted = False
     with SearchProgress(cfg.trials, cfg.metric, quiet=quiet) as prog:
         prog.start(study)
@@ -191,11 +193,9 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         except KeyboardInterrupt:
             interrupted = True
     if interrupted:
-        console.print(f"[yellow]search interrupted[/yellow]: finished trials are kept in "
-                      f"{out / 'study.db'}; resume with the same command plus --resume")
+        return _finish_interrupted(study, out, cfg, quiet)
     search_seconds = time.perf_counter() - t_start
 
-    # ---- final model: retrain the best configuration on train+validation, several seeds
     best = best_trial(study)
     spec = spec_of(best)
     epochs = max(1, int(best.user_attrs.get("best_epoch") or best.user_attrs["train"]["epochs"]))
@@ -304,6 +304,34 @@ def export_model(model_dir: str | Path, out_path: str | Path, quantize: str | No
     model, spec, meta = load_model(model_dir)
     return export_onnx(model, spec, out_path, class_names=meta["class_names"],
                        channel_names=meta["channel_names"], quantize=quantize)
+
+
+def _finish_interrupted(study, out: Path, cfg: SearchConfig, quiet: bool) -> RunResult:
+    """Ctrl-C during the search: hand back the best model so far (checkpointed by the search,
+    no retrain, no test evaluation) and say how to resume. Finished trials stay in the study."""
+    from ._progress import console
+    from .models import load_model, save_model, spec_size_bytes
+    from .search import CHECKPOINT, FINISHED, best_trial
+
+    resume_hint = "resume with the same command plus --resume"
+    try:
+        best = best_trial(study)
+        model, spec, meta = load_model(out / CHECKPOINT)
+    except SeqeqError:
+        raise SeqeqError("search interrupted before any trial finished",
+                         f"Nothing to export; {resume_hint}") from None
+    save_model(model, spec, out / "model", extra=meta)
+    onnx_info = export_model(out / "model", out / "best.onnx", quantize=cfg.quantize)
+    console.print(f"[yellow]search interrupted[/yellow]: the best model so far (trial "
+                  f"{meta.get('trial')}) is in {out / 'best.onnx'} (not retrained, not tested); "
+                  f"finished trials are kept in the study; {resume_hint}")
+    n = len(study.get_trials(deepcopy=False, states=FINISHED))
+    return RunResult(
+        run_dir=str(out), best_spec=spec.to_dict(), size_bytes=spec_size_bytes(spec),
+        val_score=float(meta.get("val_score", best.value)), metric=cfg.metric, test_mean=None,
+        test_std=None, test_scores=[], onnx_path=str(out / "best.onnx"), report_json="",
+        report_html="", model_dir=str(out / "model"), n_trials=n, n_pruned=0, seconds=0.0,
+        extra={"interrupted": True, "onnx": onnx_info})
 
 
 # ---------------------------------------------------------------------------------------------

@@ -92,8 +92,11 @@ def _print_result(res, as_json: bool) -> None:
     t.add_row("model", f"{spec['cell']}  D={spec['hidden_size']}  {spec['cell_kwargs']}")
     t.add_row("size", f"{res.size_kib:.2f} KiB (fp32 parameters incl. head)")
     t.add_row(f"validation {res.metric}", f"{res.val_score:.4f}")
-    t.add_row(f"test {res.metric}",
-              f"{res.test_mean:.4f} ± {res.test_std:.4f} over {len(res.test_scores)} seeds")
+    if res.test_mean is None:
+        t.add_row(f"test {res.metric}", "not evaluated (interrupted, or no test set)")
+    else:
+        t.add_row(f"test {res.metric}",
+                  f"{res.test_mean:.4f} ± {res.test_std:.4f} over {len(res.test_scores)} seeds")
     t.add_row("trials", f"{res.n_trials} finished, {res.n_pruned} pruned")
     t.add_row("time", f"{res.seconds:.0f} s")
     t.add_row("ONNX", res.onnx_path)
@@ -151,6 +154,8 @@ def fit(
                                      study_name=study_name, workers=workers, resume=resume,
                                      overwrite=overwrite, quantize=quantize, pruner=pruner))
         _print_result(res, as_json)
+        if res.extra.get("interrupted"):
+            raise typer.Exit(130)
 
 
 @app.command()
@@ -192,6 +197,8 @@ def bench(
                                        study_name=study_name, workers=workers, resume=resume,
                                        overwrite=overwrite, quantize=quantize, pruner=pruner))
         _print_result(res, as_json)
+        if res.extra.get("interrupted"):
+            raise typer.Exit(130)
 
 
 @app.command()

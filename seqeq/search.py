@@ -20,7 +20,7 @@ import optuna
 from .config import SearchConfig
 from .datasets import SeqData
 from .errors import SeqeqError
-from .models import ModelSpec, build_model, spec_size_bytes
+from .models import ModelSpec, build_model, save_model, spec_size_bytes
 from .search_spaces import feasible_cells, list_families, smallest_size, suggest_spec
 from .train import TrainConfig, train_model
 
@@ -34,6 +34,7 @@ warnings.filterwarnings("ignore", category=FutureWarning, module=r"optuna\..*")
 warnings.filterwarnings("ignore", category=FutureWarning, module=r"seqeq\.search")
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
+CHECKPOINT = "checkpoint"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 LR_RANGE = (1e-3, 3e-2)
 BATCH_SIZES = (32, 64, 128)
@@ -48,6 +49,8 @@ class SearchContext:
     cfg: SearchConfig
     device: str
     cells: list[str]
+    #: where the best model so far is checkpointed (None: nowhere)
+    run_dir: Path | None = None
 
 
 def candidate_cells(cfg: SearchConfig, d: int, C: int) -> list[str]:
@@ -125,7 +128,8 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
         batch_size = trial.suggest_categorical("batch_size", list(BATCH_SIZES))
         tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=cfg.epochs, patience=cfg.patience,
-                           device=ctx.device, seed=cfg.seed + trial.number)
+                           device=ctx.device, seed=cfg.seed + trial.number,
+                           max_seconds=cfg.trial_timeout)
         size = spec_size_bytes(spec, cfg.bytes_per_param)
         trial.set_user_attr("spec", spec.to_dict())
         trial.set_user_attr("size_bytes", size)
@@ -145,25 +149,28 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             trial.report(v, epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
-            if cfg.trial_timeout and time.perf_counter() - t0 > cfg.trial_timeout:
-                raise _TrialTimeUp
 
-        try:
-            res = train_model(model, ctx.train, tcfg, val=ctx.val, metric=cfg.metric,
-                              on_epoch=on_epoch)
-            best_epoch, best_val = res.best_epoch, res.best_val
-        except _TrialTimeUp:
-            best_val = max(v for v in curve if v == v) if any(v == v for v in curve) else 0.0
-            best_epoch = curve.index(best_val) + 1
-        trial.set_user_attr("best_epoch", best_epoch)
+        res = train_model(model, ctx.train, tcfg, val=ctx.val, metric=cfg.metric,
+                          on_epoch=on_epoch)
+        value = float(res.best_val if res.best_val is not None else 0.0)
+        trial.set_user_attr("best_epoch", res.best_epoch)
         trial.set_user_attr("seconds", time.perf_counter() - t0)
-        return float(best_val if best_val is not None else 0.0)
+        if ctx.run_dir is not None and _beats_best(trial, value):
+            # the best model so far, kept so an interrupted search still hands back a model
+            save_model(model.cpu(), spec, ctx.run_dir / CHECKPOINT,
+                       extra={"trial": trial.number, "val_score": value,
+                              "class_names": ctx.train.class_names,
+                              "channel_names": ctx.train.channel_names})
+        return value
 
     return objective
 
 
-class _TrialTimeUp(Exception):
-    pass
+def _beats_best(trial: optuna.Trial, value: float) -> bool:
+    try:
+        return value > trial.study.best_value
+    except ValueError:  # no completed trial yet
+        return True
 
 
 def run_search(ctx: SearchContext, study: optuna.Study,

@@ -41,6 +41,8 @@ class TrainConfig:
     schedule: str = "cosine"
     device: str = "cpu"
     seed: int = 0
+    #: stop training after this many seconds (None: no limit); the best epoch so far is kept
+    max_seconds: float | None = None
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:
@@ -196,6 +198,8 @@ def train_model(
         if on_epoch is not None:
             on_epoch(epoch, rec)
         if rec.get("diverged") or (va is not None and cfg.patience and since_best >= cfg.patience):
+            break
+        if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
             break
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -1,0 +1,153 @@
+"""Killed and interrupted searches: nothing finished is lost, resume completes the run."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+
+DRIVER = f"""
+import sys, torch
+torch.set_num_threads(1)
+sys.path.insert(0, {str(TESTS)!r})
+from conftest import make_walks
+from seqeq.api import run_on
+from seqeq.config import SearchConfig
+out, resume, trials = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
+cfg = SearchConfig(budget_kb=3, trials=trials, epochs=5, patience=0, final_seeds=1,
+                   cells=("gru", "rnn"), device="cpu", resume=resume, pruner="none", seed=7)
+res = run_on(make_walks(n=240, T=40, seed=3), make_walks(n=40, T=40, seed=4), cfg, out)
+print("DONE", res.n_trials)
+"""
+
+
+def _start(out: Path, resume: bool, trials: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", DRIVER, str(out), "1" if resume else "0",
+                             str(trials)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def _trials(out: Path) -> list[optuna.trial.FrozenTrial]:
+    db = out / "study.db"
+    if not db.exists():
+        return []
+    try:
+        return optuna.load_study(study_name="seqeq", storage=f"sqlite:///{db}").get_trials()
+    except Exception:  # the study may not be created yet
+        return []
+
+
+def _complete(out: Path) -> dict[int, float]:
+    return {t.number: t.value for t in _trials(out)
+            if t.state == optuna.trial.TrialState.COMPLETE}
+
+
+def _wait_for(pred, proc, timeout=120.0):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if pred():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.2)
+    raise AssertionError("timed out waiting for the search")
+
+
+@pytest.mark.slow
+def test_sigkill_mid_trial_then_resume(tmp_path):
+    out, trials = tmp_path / "run", 5
+    p = _start(out, False, trials)
+    # kill while a trial is running, after at least one finished
+    assert _wait_for(lambda: len(_complete(out)) >= 1 and any(
+        t.state == optuna.trial.TrialState.RUNNING for t in _trials(out)), p)
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    before = _complete(out)
+    running = [t.number for t in _trials(out) if t.state == optuna.trial.TrialState.RUNNING]
+    assert running, "the kill should have left a trial running"
+
+    p = _start(out, True, trials)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr[-2000:]
+    after = _trials(out)
+    done = _complete(out)
+    # completed trials are kept, unchanged; the killed one is failed and retried
+    assert all(done[n] == v for n, v in before.items())
+    assert all(t.state == optuna.trial.TrialState.FAIL for t in after if t.number in running)
+    retried = [t for t in after if t.user_attrs.get("retry_of") in running]
+    assert retried and retried[0].params == next(t.params for t in after if t.number in running)
+    assert len(done) == trials
+    report = json.loads((out / "report.json").read_text())
+    assert report["search"]["n_finished"] == trials
+    assert (out / "best.onnx").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_repeated_sigkill_at_random_moments(tmp_path):
+    """Five kills at random moments, each followed by --resume; the end state is consistent."""
+    from seqeq.models import load_model
+
+    out, trials, rng = tmp_path / "run", 6, random.Random(1234)
+    history: dict[int, float] = {}
+    kills = 0
+    p = _start(out, False, trials)
+    _wait_for(lambda: (out / "run.json").exists() and (out / "study.db").exists(), p)
+    while kills < 5:
+        time.sleep(rng.uniform(0.5, 4.0))
+        if p.poll() is not None:  # finished before we could kill it: start it again
+            p = _start(out, True, trials)
+            continue
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        kills += 1
+        now = _complete(out)
+        assert all(now[n] == v for n, v in history.items()), "a completed trial changed or vanished"
+        history.update(now)
+        p = _start(out, True, trials)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr[-2000:]
+    final = _trials(out)
+    numbers = [t.number for t in final]
+    assert len(numbers) == len(set(numbers))
+    done = _complete(out)
+    assert all(done[n] == v for n, v in history.items())
+    assert len(done) == trials
+    model, spec, _ = load_model(out / "model")
+    assert spec.cell in ("gru", "rnn")
+    report = json.loads((out / "report.json").read_text())
+    assert report["search"]["n_finished"] == trials
+    assert not list(out.glob("**/.*.tmp")), "a half-written temporary file was left behind"
+
+
+@pytest.mark.slow
+def test_ctrl_c_exports_the_best_model_so_far_and_resume_finishes(tmp_path):
+    from seqeq.models import load_model
+
+    out, trials = tmp_path / "run", 4
+    p = _start(out, False, trials)
+    assert _wait_for(lambda: len(_complete(out)) >= 1 and any(
+        t.state == optuna.trial.TrialState.RUNNING for t in _trials(out)), p)
+    p.send_signal(signal.SIGINT)
+    stdout, stderr = p.communicate(timeout=120)
+    assert p.returncode == 0, stderr[-2000:]
+    assert "search interrupted" in stderr and "--resume" in stderr
+    assert (out / "best.onnx").stat().st_size > 0
+    model, spec, meta = load_model(out / "model")
+    assert meta["trial"] in _complete(out)
+    states = {t.state for t in _trials(out)}
+    assert optuna.trial.TrialState.FAIL in states  # the trial Ctrl-C stopped is marked
+    p = _start(out, True, trials)
+    stdout, stderr = p.communicate(timeout=300)
+    assert p.returncode == 0, stderr[-2000:]
+    assert len(_complete(out)) == trials
+    assert json.loads((out / "report.json").read_text())["final"]["test_scores"]
