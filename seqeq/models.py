@@ -4,9 +4,9 @@
 statistics (from training data) are buffers of the model, so they travel with the weights and into
 the ONNX graph. The head reads each series' state at its own last real step.
 
-A model is described by a :class:`ModelSpec` (JSON-serialisable); its size in bytes is known from the
-spec alone (:func:`spec_size_bytes`). Models are saved as ``model.safetensors`` + ``model.json`` and
-loaded without unpickling anything.
+A model is described by a :class:`ModelSpec` (JSON-serialisable); its size in bytes is known from
+the spec alone (:func:`spec_size_bytes`). Models are saved as ``model.safetensors`` +
+``model.json`` and loaded without unpickling anything.
 """
 
 from __future__ import annotations
@@ -146,9 +146,17 @@ def gradient_norm_ratio(model: SequenceClassifier, x: torch.Tensor) -> np.ndarra
 
     ``x``: an unpadded batch (B, T, d) of raw inputs. Returns an array of length T: the Frobenius
     norm of the Jacobian of the final readout state w.r.t. each intermediate state, averaged over
-    the batch (exact: one backward pass per output unit).
+    the batch (exact: one backward pass per output unit). The model's train/eval mode is restored.
     """
-    model = model.eval()
+    was_training = model.training
+    model.eval()
+    try:
+        return _gradient_norm_ratio(model, x)
+    finally:
+        model.train(was_training)
+
+
+def _gradient_norm_ratio(model: SequenceClassifier, x: torch.Tensor) -> np.ndarray:
     with torch.enable_grad():
         xs = model.normalise(x.detach())
         u = model.cell.prepare(xs).detach()
