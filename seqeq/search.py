@@ -191,7 +191,17 @@ def run_search(ctx: SearchContext, study: optuna.Study,
         catch=(RuntimeError, ValueError, FloatingPointError),
         gc_after_trial=False,
     )
+    _wait_for_other_workers(study)
     return study
+
+
+def _wait_for_other_workers(study: optuna.Study, poll: float = 1.0) -> None:
+    """Block until no trial of the study is running, so every worker hands back the best over
+    all workers. A dead worker's trial is failed once its heartbeat is stale (grace period)."""
+    running = optuna.trial.TrialState.RUNNING
+    while study.get_trials(deepcopy=False, states=(running,)):
+        optuna.storages.fail_stale_trials(study)
+        time.sleep(poll)
 
 
 def _worker_main(ctx: SearchContext, run_dir: str) -> None:
