@@ -1,62 +1,431 @@
-"""Render the report dict as one self-contained HTML page (inline SVG plots, no external URLs)."""
+"""Render a finalised report dict (see :mod:`._derive`) as one self-contained HTML page.
+
+No external scripts, styles, fonts, images or URLs: plots are inline SVG, the style sheet and the
+few lines of click-to-sort JavaScript are inline, and the page reads fine without JavaScript (the
+trials table is already ordered by validation score).
+"""
 
 from __future__ import annotations
 
 import html
-import io
+from typing import Any
 
-__all__ = ["render_html"]
+from ._derive import finalise, is_num
+from ._plots import render_plot
+
+__all__ = ["render_html", "SECTION_IDS"]
+
+#: the ids of the page's sections, in order (plot sections appear when there is data to plot)
+SECTION_IDS = ("summary", "data", "search", "model", "final", "plot-size-score", "plot-history",
+               "plot-cells", "plot-confusion", "plot-learning", "plot-gradient",
+               "plot-importances", "trials")
+
+_CSS = """
+:root{--fg:#1b1f24;--muted:#5b6570;--line:#d8dee4;--bg2:#f5f7f9;--accent:#0b5cad}
+*{box-sizing:border-box}
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;
+ color:var(--fg);max-width:1180px;margin:0 auto;padding:24px 28px 60px}
+h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:0 0 6px}
+h3{font-size:13px;margin:14px 0 6px;color:var(--muted);text-transform:uppercase;
+ letter-spacing:.04em}
+.meta{color:var(--muted);font-size:13px;margin:0 0 14px;overflow-wrap:anywhere}
+nav{font-size:13px;margin:0 0 18px;display:flex;flex-wrap:wrap;gap:4px 14px}
+nav a{color:var(--accent);text-decoration:none}
+section{margin:0 0 26px}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(250px,1fr));gap:10px;
+ margin:12px 0}
+.card{background:var(--bg2);border:1px solid var(--line);border-radius:8px;padding:10px 14px}
+.card .k{font-size:12px;color:var(--muted)}.card .v{font-size:20px;font-weight:600}
+.card .s{font-size:12px;color:var(--muted)}
+.notes{background:#fff8e1;border:1px solid #f1d98a;border-radius:8px;padding:8px 14px 8px 30px;
+ margin:10px 0}
+.note{color:var(--muted);font-style:italic}
+.cols{display:grid;grid-template-columns:repeat(auto-fit,minmax(340px,1fr));gap:8px 28px}
+table{border-collapse:collapse;font-size:13px}
+table.kv th{text-align:left;font-weight:500;color:var(--muted);padding:3px 14px 3px 0;
+ vertical-align:top;white-space:nowrap}
+table.kv td{padding:3px 0;overflow-wrap:anywhere}
+table.grid th,table.grid td{border-bottom:1px solid var(--line);padding:4px 10px;text-align:right}
+table.grid th{background:var(--bg2);position:sticky;top:0}
+table.grid .l{text-align:left}
+table.grid tr.chosen td{background:#fff6cc;font-weight:600}
+.num{font-variant-numeric:tabular-nums}
+.plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(460px,1fr));gap:18px 28px}
+.plot{margin:0}
+.plot svg{max-width:100%;height:auto;display:block}
+.cap{color:var(--muted);font-size:13px;margin:0 0 6px}
+.scroll{overflow-x:auto;max-height:none}
+.js table.sortable th{cursor:pointer;user-select:none}
+.js table.sortable th:hover{color:var(--accent)}
+table.sortable th[data-dir=asc]::after{content:" \\25B2"}
+table.sortable th[data-dir=desc]::after{content:" \\25BC"}
+footer{color:var(--muted);font-size:12px;border-top:1px solid var(--line);padding-top:8px}
+"""
+
+# click a column header to sort; the first click on a numeric column sorts largest first
+_JS = """
+document.documentElement.classList.add("js");
+document.querySelectorAll("table.sortable").forEach(function (tbl) {
+  tbl.querySelectorAll("thead th").forEach(function (th, i) {
+    th.addEventListener("click", function () {
+      var desc = th.dataset.dir !== "desc";
+      tbl.querySelectorAll("thead th").forEach(function (h) { delete h.dataset.dir; });
+      th.dataset.dir = desc ? "desc" : "asc";
+      var key = function (r) {
+        var c = r.cells[i], v = c.dataset.v !== undefined ? c.dataset.v : c.textContent.trim();
+        return v === "" ? null : (isNaN(v) ? v.toLowerCase() : Number(v));
+      };
+      var rows = Array.prototype.slice.call(tbl.tBodies[0].rows);
+      rows.sort(function (a, b) {
+        var x = key(a), y = key(b);
+        if (x === null || y === null) { return (x === null) - (y === null); }
+        return (x < y ? -1 : x > y ? 1 : 0) * (desc ? -1 : 1);
+      });
+      rows.forEach(function (r) { tbl.tBodies[0].appendChild(r); });
+    });
+  });
+});
+"""
+
+_CAPTIONS = {
+    "plot-size-score": (
+        "Validation score against model size",
+        "Every trial, coloured by cell type (hollow: pruned, scored up to where it stopped). The "
+        "step line is the Pareto front of completed trials (no smaller trial scores higher); the "
+        "dashed line is the size budget; the star is the chosen model."),
+    "plot-history": (
+        "Optimisation history",
+        "Validation score of each trial in the order the trials ran, and the best completed "
+        "score so far."),
+    "plot-cells": (
+        "Best score per cell type",
+        "The best validation score each searched cell type reached, with its trial counts."),
+    "plot-confusion": (
+        "Test confusion matrix",
+        "The chosen final model on the test set. Rows: true class; columns: predicted class."),
+    "plot-learning": (
+        "Learning curves",
+        "Training loss per epoch of the chosen final model (retrained on training + validation "
+        "data for the best trial's best epoch count), and the validation score per epoch of "
+        "that trial during the search."),
+    "plot-gradient": (
+        "Gradient-norm diagnostic",
+        "How strongly the final state h_T depends on each earlier state h_t (norm of the "
+        "Jacobian, averaged over up to 8 validation series; log scale). A flat curve near 1 "
+        "means gradients neither vanish nor explode along the sequence; a curve that falls "
+        "steeply towards t = 1 means early inputs barely reach the prediction."),
+    "plot-importances": (
+        "Hyperparameter importances",
+        "How much of the spread in validation scores of the completed trials each "
+        "hyperparameter explains."),
+}
 
 
-def _svg_scatter(report: dict) -> str:
-    import matplotlib
+# ---- formatting ---------------------------------------------------------------------------
+def _e(v: Any) -> str:
+    return html.escape("" if v is None else str(v))
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    trials = [t for t in report["trials"] if t.get("size_bytes") and t.get("val_score") is not None]
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    cells = sorted({t["cell"] for t in trials})
-    for c in cells:
-        pts = [t for t in trials if t["cell"] == c]
-        ax.scatter([t["size_bytes"] / 1024 for t in pts], [t["val_score"] for t in pts],
-                   label=c, s=22, alpha=0.8)
-    ax.axvline(report["search"]["budget_kb"], color="crimson", ls="--", lw=1, label="budget")
-    best = report["best"]
-    ax.scatter([best["size_bytes"] / 1024], [best["val_score"]], marker="*", s=180,
-               color="gold", edgecolor="black", zorder=5, label="chosen")
-    ax.set_xlabel("model size (KiB, fp32)")
-    ax.set_ylabel(f"validation {report['search']['metric']}")
-    ax.legend(fontsize=8, loc="lower right")
-    ax.grid(alpha=0.3)
-    buf = io.StringIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="svg")
-    plt.close(fig)
-    s = buf.getvalue()
-    return s[s.index("<svg"):]
+def _score(v: Any, digits: int = 4) -> str:
+    return f"{v:.{digits}f}" if is_num(v) else "—"
+
+
+def _kib(nbytes: Any) -> str:
+    return f"{nbytes / 1024:.2f} KiB" if is_num(nbytes) else "—"
+
+
+def _seconds(s: Any) -> str:
+    if not is_num(s):
+        return "—"
+    if s < 60:
+        return f"{s:.1f} s"
+    m, sec = divmod(round(s), 60)
+    return f"{m} min {sec} s" if m < 60 else f"{m // 60} h {m % 60} min"
+
+
+def _kv(rows: list[tuple[str, Any]]) -> str:
+    body = "".join(f"<tr><th>{_e(k)}</th><td>{v}</td></tr>" for k, v in rows if v is not None)
+    return f'<table class="kv">{body}</table>'
+
+
+def _card(key: str, value: str, sub: str = "") -> str:
+    return (f'<div class="card"><div class="k">{_e(key)}</div><div class="v">{value}</div>'
+            f'<div class="s">{sub}</div></div>')
+
+
+def _hp(spec: dict | None) -> str:
+    if not spec:
+        return ""
+    kw = spec.get("cell_kwargs") or {}
+    return ", ".join(f"{k}={v}" for k, v in kw.items())
+
+
+# ---- sections -----------------------------------------------------------------------------
+def _notes(r: dict) -> list[str]:
+    s, f = r.get("search") or {}, r.get("final") or {}
+    notes = []
+    if r.get("interrupted"):
+        notes.append("The search was interrupted; the report covers the trials that finished.")
+    if (r.get("data") or {}).get("test") is None:
+        notes.append("No test set was given: there are no test scores and no confusion matrix. "
+                     "The validation score was used to choose the model and is optimistic.")
+    if s.get("n_failed"):
+        notes.append(f"{s['n_failed']} trial(s) failed (an error in training, e.g. a numerical "
+                     "failure); the search went on without them.")
+    if is_num(s.get("trials_requested")) and is_num(s.get("n_finished")) \
+            and s["n_finished"] < s["trials_requested"]:
+        notes.append(f"Only {s['n_finished']} of the {s['trials_requested']} requested trials "
+                     "finished (time limit).")
+    if is_num(f.get("test_std")) and f["test_std"] > 0.05 and len(f.get("test_scores") or []) > 1:
+        notes.append(f"Test scores vary between final seeds (std {f['test_std']:.3f}); the mean "
+                     "is a better guide than any single seed.")
+    return notes
+
+
+def _summary(r: dict) -> str:
+    s, b, f = r.get("search") or {}, r.get("best") or {}, r.get("final") or {}
+    ex = r.get("export") or {}
+    spec = b.get("spec") or {}
+    metric = _e(s.get("metric", "score"))
+    if is_num(f.get("test_mean")):
+        test = _card(f"test {metric}", f"{f['test_mean']:.4f} ± {_score(f.get('test_std'))}",
+                     f"mean ± std over {len(f.get('test_scores') or [])} final seed(s)")
+    else:
+        test = _card(f"test {metric}", "—", "no test set")
+    cards = [
+        test,
+        _card(f"validation {metric}", _score(b.get("val_score")),
+              f"best trial #{_e(b.get('trial'))} in the search"),
+        _card("chosen model", f"{_e(spec.get('cell'))} · D={_e(spec.get('hidden_size'))}",
+              _e(_hp(spec)) or "&nbsp;"),
+        _card("size", _kib(b.get("size_bytes")),
+              f"fp32; int8 {_kib(b.get('size_bytes_int8'))}; budget "
+              f"{_e(format(s.get('budget_kb', 0), 'g'))} KiB"),
+        _card("ONNX file", _kib(ex.get("file_bytes")),
+              f"opset {_e(ex.get('opset'))}" if ex.get("opset") else "not exported"),
+        _card("trials", f"{_e(s.get('n_complete'))} / {_e(s.get('n_pruned'))} / "
+                        f"{_e(s.get('n_failed'))}",
+              "completed / pruned / failed"),
+        _card("wall time", _seconds(r.get("wall_seconds")),
+              f"search {_seconds(r.get('search_seconds'))} on {_e(r.get('device'))}"),
+    ]
+    notes = _notes(r)
+    notes_html = ("<ul class=\"notes\">" + "".join(f"<li>{_e(n)}</li>" for n in notes) + "</ul>"
+                  if notes else "")
+    return (f'<section id="summary"><h2>Summary</h2><div class="cards">{"".join(cards)}</div>'
+            f"{notes_html}</section>")
+
+
+def _data(r: dict) -> str:
+    d = r.get("data") or {}
+    tr, te = d.get("train") or {}, d.get("test")
+    origin = d.get("origin") or {}
+    src = origin.get("path") or origin.get("name") or origin.get("source")
+    chans = tr.get("channel_names") or []
+    ch = ", ".join(chans[:12]) + (f", … ({len(chans)} in all)" if len(chans) > 12 else "")
+    lo, hi = tr.get("min_length"), tr.get("max_length")
+    lengths = f"{lo} (all equal)" if lo == hi else f"{lo} – {hi}"
+    if te:
+        tlo, thi = te.get("min_length"), te.get("max_length")
+        lengths += f"; test {tlo}" + ("" if tlo == thi else f" – {thi}")
+    kv = _kv([
+        ("name", _e(tr.get("name"))),
+        ("source", _e(src) if src else None),
+        ("series", f"{_e(tr.get('n_series'))} training"
+                   + (f", {_e(te.get('n_series'))} test" if te else ", no test set")),
+        ("test set", _e(origin.get("test")) if origin.get("test") else None),
+        ("validation", f"{_e(d.get('validation'))}: {_e(d.get('n_train_search'))} series to "
+                       f"train, {_e(d.get('n_val'))} to validate during the search"),
+        ("channels", f"{_e(tr.get('n_channels'))}: {_e(ch)}"),
+        ("lengths", _e(lengths)),
+        ("classes", _e(tr.get("n_classes"))),
+    ])
+    names = tr.get("class_names") or []
+    bal = (r.get("derived") or {}).get("class_balance") or {}
+    tc, tec = tr.get("class_counts") or [], (te or {}).get("class_counts") or []
+    btr, bte = bal.get("train") or [], bal.get("test") or []
+
+    def cell(counts, fr, i):
+        if i >= len(counts):
+            return "<td>—</td>"
+        return f'<td class="num">{counts[i]} <span class="note">({fr[i]:.0%})</span></td>'
+
+    rows = "".join(f'<tr><td class="l">{_e(n)}</td>{cell(tc, btr, i)}'
+                   + (cell(tec, bte, i) if te else "") + "</tr>"
+                   for i, n in enumerate(names))
+    head = '<tr><th class="l">class</th><th>train</th>' + ("<th>test</th>" if te else "") + "</tr>"
+    balance = (f'<div class="scroll"><table class="grid"><thead>{head}</thead><tbody>{rows}'
+               "</tbody></table></div>") if names else ""
+    return (f'<section id="data"><h2>Data</h2><div class="cols"><div>{kv}</div>'
+            f"<div><h3>Class balance</h3>{balance}</div></div></section>")
+
+
+def _search(r: dict) -> str:
+    s = r.get("search") or {}
+    unit = "int8" if s.get("bytes_per_param") == 1 else "fp32"
+    kv = _kv([
+        ("budget", f"{_e(format(s.get('budget_kb', 0), 'g'))} KiB "
+                   f"({_e(s.get('budget_bytes'))} bytes of {unit} parameters)"),
+        ("metric", _e(s.get("metric"))),
+        ("cells searched", _e(", ".join(s.get("cells") or []))),
+        ("trials", f"{_e(s.get('n_trials'))} run ({_e(s.get('trials_requested'))} requested): "
+                   f"{_e(s.get('n_complete'))} completed, {_e(s.get('n_pruned'))} pruned, "
+                   f"{_e(s.get('n_failed'))} failed"),
+        ("epochs per trial", f"at most {_e(s.get('epochs'))}, pruner {_e(s.get('pruner'))}"
+         if s.get("epochs") is not None else None),
+        ("time limit", _seconds(s.get("timeout")) if s.get("timeout") else None),
+        ("device", _e(r.get("device"))),
+        ("search time", _seconds(r.get("search_seconds"))),
+        ("wall time", _seconds(r.get("wall_seconds"))),
+        ("seed", _e(s.get("seed"))),
+        ("workers", _e(s.get("workers")) if (s.get("workers") or 1) > 1 else None),
+    ])
+    return f'<section id="search"><h2>Search</h2>{kv}</section>'
+
+
+def _model(r: dict) -> str:
+    b, ex = r.get("best") or {}, r.get("export") or {}
+    spec, tr = b.get("spec") or {}, b.get("train") or {}
+    kv = _kv([
+        ("cell", f"<b>{_e(spec.get('cell'))}</b> (trial #{_e(b.get('trial'))})"),
+        ("hidden size D", _e(spec.get("hidden_size"))),
+        ("cell hyperparameters", _e(_hp(spec)) or None),
+        ("training", f"lr {_score(tr.get('lr'), 5)}, batch size {_e(tr.get('batch_size'))}, "
+                     f"{_e(b.get('epochs'))} epoch(s) in the final retrain"),
+        ("parameters", _e(b.get("param_count"))),
+        ("size", f"{_kib(b.get('size_bytes'))} fp32, {_kib(b.get('size_bytes_int8'))} int8"),
+        ("validation score", _score(b.get("val_score"))),
+    ])
+    if ex:
+        onnx = _kv([
+            ("file", _e(ex.get("path"))),
+            ("file size", f"{_kib(ex.get('file_bytes'))} ({_e(ex.get('file_bytes'))} bytes)"),
+            ("weights", f"{_kib(ex.get('weight_bytes'))} ({_e(ex.get('quantize'))})"),
+            ("opset / nodes", f"{_e(ex.get('opset'))} / {_e(ex.get('num_nodes'))}"),
+            ("max |ONNX − PyTorch|", f"{ex['max_abs_error']:.2e}"
+             if is_num(ex.get("max_abs_error")) else None),
+        ])
+    else:
+        onnx = '<p class="note">No ONNX file was written for this run.</p>'
+    return (f'<section id="model"><h2>Chosen model</h2><div class="cols"><div>{kv}</div>'
+            f"<div><h3>ONNX export</h3>{onnx}</div></div></section>")
+
+
+def _final(r: dict) -> str:
+    f, s = r.get("final") or {}, r.get("search") or {}
+    seeds, vals, tests = f.get("seeds") or [], f.get("val_scores") or [], f.get("test_scores") or []
+    has_test = bool(tests)
+    rows = []
+    for i, seed in enumerate(seeds):
+        cls = ' class="chosen"' if seed == f.get("chosen_seed") else ""
+        mark = " ★" if cls else ""
+        rows.append(f"<tr{cls}><td>{_e(seed)}{mark}</td>"
+                    f'<td class="num">{_score(vals[i] if i < len(vals) else None)}</td>'
+                    + (f'<td class="num">{_score(tests[i] if i < len(tests) else None)}</td>'
+                       if has_test else "") + "</tr>")
+    metric = _e(s.get("metric"))
+    head = (f"<tr><th>seed</th><th>{metric} on validation data</th>"
+            + (f"<th>test {metric}</th>" if has_test else "") + "</tr>")
+    summary = (f"<p>Test {metric}: <b>{_score(f.get('test_mean'))} ± "
+               f"{_score(f.get('test_std'))}</b> (mean ± standard deviation over "
+               f"{len(tests)} seed(s)); chosen seed {_e(f.get('chosen_seed'))}: "
+               f"{_score(f.get('chosen_test_score'))}.</p>" if has_test else
+               '<p class="note">No test set: no test scores and no confusion matrix.</p>')
+    return (f'<section id="final"><h2>Final models</h2><p class="cap">The chosen configuration '
+            f"retrained on training + validation data with {len(seeds)} seed(s); the seed with "
+            "the best score on the validation data (seen in this retraining, so optimistic) is "
+            f"the exported model (★).</p>{summary}"
+            f'<table class="grid"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
+            "</section>")
+
+
+def _plot_section(name: str, r: dict) -> str:
+    title, cap = _CAPTIONS[name]
+    extra = ""
+    if name == "plot-importances":
+        imp = r.get("importances") or {}
+        if imp.get("note"):
+            extra = f'<p class="note">{_e(imp["note"])}</p>'
+        if imp.get("values") and imp.get("evaluator"):
+            cap += f" Evaluator: Optuna {imp['evaluator']} on {imp.get('n_trials')} trials."
+    svg = render_plot(name, r)
+    if svg is None and name == "plot-confusion":
+        return ""  # no test set: the summary and the final section say so
+    body = svg if svg is not None else ('<p class="note">Nothing to plot yet (no finished trial '
+                                        "with a score).</p>" if not extra else "")
+    wide = " wide" if name == "plot-size-score" else ""
+    return (f'<section id="{name}" class="plot{wide}"><h2>{_e(title)}</h2>'
+            f'<p class="cap">{_e(cap)}</p>{extra}{body}</section>')
+
+
+def _trials(r: dict) -> str:
+    trials = r.get("trials") or []
+    front = set((r.get("derived") or {}).get("pareto_front") or [])
+    chosen = (r.get("best") or {}).get("trial")
+
+    def order(t):
+        v = t.get("val_score")
+        return (0 if is_num(v) else 1, -(v if is_num(v) else 0),
+                t.get("size_bytes") if is_num(t.get("size_bytes")) else float("inf"), t["number"])
+
+    def num(v: Any, text: str) -> str:
+        """A numeric cell: the value to sort by in data-v, ``text`` to show."""
+        return f'<td class="num" data-v="{v if is_num(v) else ""}">{text}</td>'
+
+    rows = []
+    for t in sorted(trials, key=order):
+        spec, params = t.get("spec") or {}, t.get("params") or {}
+        n, size, v = t["number"], t.get("size_bytes"), t.get("val_score")
+        ep, best_ep, secs = t.get("epochs_run"), t.get("best_epoch"), t.get("seconds")
+        mark = (" ★" if n == chosen else "") + (" ◆" if n in front else "")
+        epochs = "—" if ep is None else f"{ep}" + ("" if best_ep is None else f" ({best_ep})")
+        rows.append(
+            ('<tr class="chosen">' if n == chosen else "<tr>")
+            + num(n, f"{n}{mark}")
+            + f'<td class="l">{_e(t.get("cell"))}</td><td class="l">{_e(t.get("state"))}</td>'
+            + num(size / 1024 if is_num(size) else None,
+                  f"{size / 1024:.2f}" if is_num(size) else "—")
+            + num(v, _score(v))
+            + num(ep, epochs)
+            + num(secs, f"{secs:.1f}" if is_num(secs) else "—")
+            + num(spec.get("hidden_size"), _e(spec.get("hidden_size", "—")))
+            + num(params.get("lr"), _score(params.get("lr"), 5))
+            + num(params.get("batch_size"), _e(params.get("batch_size", "—")))
+            + f'<td class="l">{_e(_hp(spec))}</td></tr>')
+    metric = _e((r.get("search") or {}).get("metric"))
+    head = ("<tr><th>trial</th><th class=\"l\">cell</th><th class=\"l\">state</th>"
+            f"<th>size KiB</th><th>validation {metric}</th><th>epochs (best)</th>"
+            "<th>seconds</th><th>D</th><th>lr</th><th>batch</th>"
+            "<th class=\"l\">cell hyperparameters</th></tr>")
+    return (f'<section id="trials"><h2>All trials</h2><p class="cap">Ordered by validation score '
+            "(click a column header to sort). ★ chosen trial; ◆ on the Pareto front. Pruned "
+            "trials show the best score before they stopped.</p>"
+            f'<div class="scroll"><table class="grid sortable"><thead>{head}</thead>'
+            f'<tbody>{"".join(rows)}</tbody></table></div></section>')
 
 
 def render_html(report: dict) -> str:
-    e = html.escape
-    b, f, s = report["best"], report["final"], report["search"]
-    def fmt(v):
-        return "" if v is None else f"{v:.4f}"
+    """The whole page for ``report`` (a report dict or the content of ``report.json``)."""
+    r = report if "derived" in report else finalise(report)
+    d = (r.get("data") or {}).get("train") or {}
+    title = f"seqeq report: {d.get('name', 'run')}"
+    plots = [_plot_section(n, r) for n in _CAPTIONS]
+    nav = "".join(f'<a href="#{i}">{_e(t)}</a>' for i, t in (
+        ("summary", "Summary"), ("data", "Data"), ("search", "Search"), ("model", "Model"),
+        ("final", "Final models"), ("plot-size-score", "Plots"), ("trials", "Trials")))
+    body = "\n".join([
+        f"<h1>{_e(title)}</h1>",
+        f'<p class="meta">{_e(r.get("created"))} · seqeq {_e(r.get("seqeq_version"))} · '
+        f'report schema {_e(r.get("schema_version"))} · {_e(r.get("run_dir"))}</p>',
+        f"<nav>{nav}</nav>",
+        _summary(r), _data(r), _search(r), _model(r), _final(r),
+        plots[0], f'<div class="plots">{"".join(p for p in plots[1:])}</div>',
+        _trials(r),
+        '<footer>All numbers on this page are in report.json next to this file '
+        "(see its schema_version).</footer>",
+    ])
+    return (f'<!doctype html>\n<html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+            f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body>\n{body}\n"
+            f"<script>{_JS}</script>\n</body></html>\n")
 
-    rows = "".join(
-        f"<tr><td>{t['number']}</td><td>{e(str(t['cell']))}</td><td>{e(t['state'])}</td>"
-        f"<td>{(t['size_bytes'] or 0) / 1024:.2f}</td><td>{fmt(t['val_score'])}</td>"
-        f"<td>{t.get('epochs_run') or ''}</td></tr>"
-        for t in sorted(report["trials"], key=lambda t: -(t["val_score"] or -1)))
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>seqeq report</title>
-<style>body{{font-family:sans-serif;max-width:960px;margin:2em auto}}td,th{{padding:2px 8px}}</style>
-</head><body><h1>seqeq report</h1>
-<section id="summary"><h2>Summary</h2>
-<p>Data: {e(report['data']['train']['name'])}; budget {s['budget_kb']:g} KiB; device {e(report['device'])};
-{s['n_finished']} trials ({s['n_pruned']} pruned).</p>
-<p>Chosen: <b>{e(b['spec']['cell'])}</b> D={b['spec']['hidden_size']} {e(str(b['spec']['cell_kwargs']))},
-{b['size_bytes'] / 1024:.2f} KiB; validation {s['metric']} {b['val_score']:.4f};
-test {s['metric']} {f['test_mean']:.4f} ± {f['test_std']:.4f} over {len(f['seeds'])} seeds.</p></section>
-<section id="trials-plot"><h2>Validation {e(s['metric'])} vs size</h2>{_svg_scatter(report)}</section>
-<section id="trials"><h2>Trials</h2><table><tr><th>#</th><th>cell</th><th>state</th><th>KiB</th>
-<th>val</th><th>epochs</th></tr>{rows}</table></section></body></html>"""
