@@ -286,18 +286,11 @@ def report(
 
     Example: seqeq report runs/har2
     """
-    from .report import write_report
+    from .report import read_report, write_html
 
     with _user_errors():
-        p = run_dir / "report.json"
-        if not p.is_file():
-            raise SeqeqError(f"{p} not found", "Pass the directory of a finished run")
-        try:
-            data = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise SeqeqError(f"{p} is not valid JSON ({e})", "Re-run the search") from None
-        paths = write_report(data, run_dir)
-        typer.echo(f"wrote {paths['html']}", err=True)
+        path = write_html(read_report(run_dir / "report.json"), run_dir)
+        typer.echo(f"wrote {path}", err=True)
 
 
 def main() -> None:
