@@ -94,6 +94,10 @@ class SequenceClassifier(nn.Module):
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features(x, lengths))  # (B, C)
 
+    def regularization(self) -> torch.Tensor:
+        """Extra training loss the cell asks for (0 for most cells)."""
+        return self.cell.regularization()
+
 
 def build_model(spec: ModelSpec) -> SequenceClassifier:
     cell = create_cell(spec.cell, spec.input_size, spec.hidden_size, **spec.cell_kwargs)

@@ -172,6 +172,9 @@ def train_model(
         for i in range(0, tr.n, cfg.batch_size):
             x, L, y = tr.batch(perm[i : i + cfg.batch_size])
             loss = loss_fn(model(x, L), y)
+            reg = getattr(model, "regularization", None)
+            if reg is not None:
+                loss = loss + reg()  # a cell's own penalty (e.g. TARNN's), 0 for most
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip > 0:

@@ -94,7 +94,7 @@ def size_of(cell: str, d: int, C: int, D: int, kw: dict, bytes_per_param: int = 
 def _completion(fam: Family, chosen: dict, start: int) -> dict:
     kw = dict(chosen)
     for dim in fam.dims[start:]:
-        if dim.when is None or dim.when(kw):
+        if dim.name not in kw and (dim.when is None or dim.when(kw)):
             kw[dim.name] = dim.minimal()
     return kw
 
@@ -158,20 +158,29 @@ def suggest_spec(trial, cell: str, d: int, C: int, budget: int, bpp: int = 4) ->
     """Sample a feasible :class:`ModelSpec` of ``cell`` from ``trial`` (see module docstring)."""
     fam = get_family(cell)
     chosen: dict[str, Any] = {}
-    for i, dim in enumerate(fam.dims):
+    # categoricals first, their choice lists fixed for the study (Optuna needs that): a choice is
+    # offered when it fits with everything else at its cheapest. Then the numeric dimensions,
+    # whose upper bounds shrink to what still fits given the categoricals.
+    dims = sorted(fam.dims, key=lambda dim: dim.kind != "cat")
+    for dim in dims:
         if dim.when is not None and not dim.when(chosen):
             continue
         pname = f"{cell}.{dim.name}"
+
+        def fits(value, base):  # with every dimension not in ``base`` at its cheapest
+            return _fits(fam, d, C, _completion(fam, {**base, dim.name: value}, 0), budget, bpp)
+
         if dim.kind == "cat":
-            # fixed per study: choices that fit with the cheapest completion of everything else
-            ok = [c for c in dim.choices
-                  if _fits(fam, d, C, _completion(fam, {**chosen, dim.name: c}, i + 1), budget, bpp)]
-            choices = tuple(c for c in dim.choices if c in ok) or (dim.minimal(),)
-            chosen[dim.name] = trial.suggest_categorical(pname, list(choices))
+            choices = [c for c in dim.choices if fits(c, {})]
+            value = trial.suggest_categorical(pname, choices or [dim.minimal()])
+            if not fits(value, chosen):
+                # jointly infeasible with an earlier choice: take the cheapest (recorded)
+                value = dim.minimal()
+                trial.set_user_attr(f"adjusted.{dim.name}", True)
+            chosen[dim.name] = value
         elif dim.kind == "int":
             hi = int(dim.high)
-            while hi > dim.low and not _fits(
-                    fam, d, C, _completion(fam, {**chosen, dim.name: hi}, i + 1), budget, bpp):
+            while hi > dim.low and not fits(hi, chosen):
                 hi -= 1
             chosen[dim.name] = trial.suggest_int(pname, int(dim.low), hi, log=dim.log)
         else:

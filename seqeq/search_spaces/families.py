@@ -47,3 +47,49 @@ def lstm() -> Family:
 @register_family
 def rnn() -> Family:
     return Family("rnn", ())
+
+
+L6 = Dim("L", "int", low=1, high=6)
+
+
+@register_family
+def dirnn() -> Family:
+    return Family("dirnn", (L6, K5, *_u(("dense", "lowrank", "permdiag")), *_w(), ACT))
+
+
+@register_family
+def tinyrnn() -> Family:
+    return Family("tinyrnn", (L6, K5, ACT))
+
+
+@register_family
+def tarnn() -> Family:
+    return Family("tarnn", (K5, Dim("variant", "cat", ("paper", "code")),
+                            *_u(("dense", "lowrank", "permdiag")), *_w(), ACT))
+
+
+@register_family
+def ernn() -> Family:
+    v = (Dim("v_kind", "cat", ("dense", "lowrank", "permdiag"), cheapest="permdiag"),
+         Dim("v_rank", "int", low=1, high=16, log=True, when=lambda hp: hp["v_kind"] == "lowrank"))
+    return Family("ernn", (Dim("K", "int", low=1, high=3),
+                           *_u(("dense", "lowrank", "permdiag")), *v, *_w(), ACT))
+
+
+@register_family
+def srnn() -> Family:
+    return Family("srnn", (Dim("hyper_size", "int", low=8, high=128, log=True),
+                           Dim("n_layers", "int", low=1, high=2),
+                           Dim("no_gate", "cat", (False, True), cheapest=True)))
+
+
+@register_family
+def fastrnn() -> Family:
+    return Family("fastrnn", (*_u(("dense", "lowrank", "permdiag")), *_w(),
+                              Dim("activation", "cat", ("tanh", "relu"))))
+
+
+@register_family
+def fastgrnn() -> Family:
+    return Family("fastgrnn", (*_u(("dense", "lowrank", "permdiag")), *_w(),
+                               Dim("activation", "cat", ("tanh", "relu"))))
