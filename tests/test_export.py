@@ -253,6 +253,26 @@ def test_runtime_rejects_bad_input(exported):
         OnnxClassifier(path.parent / "missing.onnx")
 
 
+def test_runtime_reads_lazy_arrays_batch_by_batch(exported):
+    class Lazy:  # shape, dtype and row slicing only, like seqeq.datasets' LazySeries
+        def __init__(self, a):
+            self.a, self.shape, self.dtype, self.reads = a, a.shape, a.dtype, []
+
+        def __getitem__(self, key):
+            self.reads.append(key)
+            return self.a[key]
+
+    _, model, path, _ = exported(CELLS[0])
+    clf = OnnxClassifier(path, batch_size=4)
+    x = raw(10, 7, seed=6).numpy()
+    lazy = Lazy(x)
+    lengths = np.array([7, 2, 5, 7, 1, 3, 7, 6, 4, 2])
+    assert close(clf.predict_logits(lazy, lengths), torch_logits(model, torch.from_numpy(x),
+                                                                 lengths))
+    assert lazy.reads == [slice(0, 4), slice(4, 8), slice(8, 10)]
+    assert close(clf.predict_logits(x.tolist()), clf.predict_logits(x))
+
+
 def test_runtime_imports_without_torch(exported, tmp_path):
     spec, model, path, _ = exported(CELLS[0])
     lengths = np.array([5, 2, 8])

@@ -95,13 +95,17 @@ class OnnxClassifier:
         raise SeqeqError(f"the data has {len(have)} channels {have} but the model expects "
                          f"{len(want)}: {want}", fix)
 
-    def _check(self, X, lengths, channel_names) -> tuple[np.ndarray, np.ndarray]:
-        X = np.asarray(X)
-        if X.ndim != 3:
-            raise SeqeqError(f"expected data of shape (series, time, channels), got {X.shape}")
-        if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
-            raise SeqeqError(f"expected numeric data, got dtype {X.dtype}")
-        n, T, c = X.shape
+    def _check(self, X, lengths, channel_names):
+        """Validate shapes, channels and lengths; ``X`` may be any array-like or a lazy array
+        with ``shape``/``dtype`` and row slicing (it is read one batch at a time)."""
+        if not (hasattr(X, "shape") and hasattr(X, "dtype") and hasattr(X, "__getitem__")):
+            X = np.asarray(X)
+        shape, dtype = tuple(X.shape), np.dtype(X.dtype)
+        if len(shape) != 3:
+            raise SeqeqError(f"expected data of shape (series, time, channels), got {shape}")
+        if dtype.kind not in "biuf":
+            raise SeqeqError(f"expected numeric data, got dtype {dtype}")
+        n, T, c = shape
         if c != len(self.channel_names):
             self.check_channels(channel_names if channel_names is not None
                                 else [f"<column {i}>" for i in range(c)])
@@ -110,33 +114,36 @@ class OnnxClassifier:
         if n and T == 0:
             raise SeqeqError("the series are empty (time length 0)")
         if lengths is None:
-            lengths = np.full(n, T, dtype=np.int64)
-        else:
-            lengths = np.asarray(lengths)
-            if lengths.shape != (n,) or not np.issubdtype(lengths.dtype, np.integer):
-                raise SeqeqError(f"lengths must be {n} integers, got shape {lengths.shape} "
-                                 f"dtype {lengths.dtype}")
-            lengths = lengths.astype(np.int64)
-            if n and (lengths.min() < 1 or lengths.max() > T):
-                raise SeqeqError(f"lengths must lie in 1..{T} (the padded time length), got "
-                                 f"{lengths.min()}..{lengths.max()}")
-        X = X.astype(np.float32, copy=True)
-        pad = np.arange(T)[None, :] >= lengths[:, None]
-        X[pad] = 0.0  # padding is never read; zero it so NaN padding cannot leak
-        if not np.isfinite(X).all():
-            bad = np.argwhere(~np.isfinite(X))[0]
-            raise SeqeqError(f"the data has NaN or infinite values (first at series {bad[0]}, "
+            return X, np.full(n, T, dtype=np.int64)
+        lengths = np.asarray(lengths)
+        if lengths.shape != (n,) or lengths.dtype.kind not in "iu":
+            raise SeqeqError(f"lengths must be {n} integers, got shape {lengths.shape} "
+                             f"dtype {lengths.dtype}")
+        lengths = lengths.astype(np.int64)
+        if n and (lengths.min() < 1 or lengths.max() > T):
+            raise SeqeqError(f"lengths must lie in 1..{T} (the padded time length), got "
+                             f"{lengths.min()}..{lengths.max()}")
+        return X, lengths
+
+    def _batch(self, X, lengths: np.ndarray, start: int) -> np.ndarray:
+        """Rows ``start:start+len(lengths)`` as float32, cut at their longest series, padding 0."""
+        T = int(lengths.max())
+        xb = np.array(X[start:start + len(lengths)], dtype=np.float32)[:, :T]
+        xb[np.arange(T)[None, :] >= lengths[:, None]] = 0.0  # never read; NaN padding is fine
+        if not np.isfinite(xb).all():
+            bad = np.argwhere(~np.isfinite(xb))[0]
+            raise SeqeqError(f"the data has NaN or infinite values (series {start + bad[0]}, "
                              f"step {bad[1]}, channel {self.channel_names[bad[2]]!r})",
                              "Impute or drop them before predicting")
-        return X, lengths
+        return np.ascontiguousarray(xb)
 
     # ---- predictions -----------------------------------------------------------------------
     def _run(self, X, lengths, channel_names, output: str) -> np.ndarray:
         X, lengths = self._check(X, lengths, channel_names)
-        out = np.empty((X.shape[0], len(self.class_names)), dtype=np.float32)
-        for i in range(0, X.shape[0], self.batch_size):
+        out = np.empty((len(lengths), len(self.class_names)), dtype=np.float32)
+        for i in range(0, len(lengths), self.batch_size):
             ln = lengths[i:i + self.batch_size]
-            xb = np.ascontiguousarray(X[i:i + self.batch_size, : int(ln.max())])
+            xb = self._batch(X, ln, i)
             try:
                 res = self._session.run([output], {F.INPUT_X: xb, F.INPUT_LENGTHS: ln})[0]
             except Exception as e:  # e.g. a cell with per-timestep weights given longer series
