@@ -1,5 +1,17 @@
-"""Loaders for user files (CSV/Parquet) and for the built-in benchmarks."""
+"""Loaders for user files (CSV/Parquet) and for the built-in benchmarks.
+
+Never imports torch: the ONNX predict path reads data through this package without it.
+"""
 
 from ._dataset import SeqData, concat, grouped_split, pad_series, stratified_split
+from ._lazy import LazySeries, NoisePadded
 
-__all__ = ["SeqData", "concat", "grouped_split", "pad_series", "stratified_split"]
+__all__ = [
+    "SeqData",
+    "concat",
+    "grouped_split",
+    "pad_series",
+    "stratified_split",
+    "LazySeries",
+    "NoisePadded",
+]

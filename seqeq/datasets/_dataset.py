@@ -12,13 +12,14 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from ..errors import SeqeqError
+from ._lazy import LazySeries
 
 __all__ = ["SeqData", "pad_series", "stratified_split", "grouped_split", "concat"]
 
 
 @dataclass
 class SeqData:
-    X: np.ndarray  # (N, T, C) float32, zero-padded
+    X: np.ndarray  # (N, T, C) float32, zero-padded (a LazySeries for noisy-mnist, see is_lazy)
     lengths: np.ndarray  # (N,) int64
     y: np.ndarray | None  # (N,) int64 in [0, n_classes), None for unlabelled data
     class_names: list[str]
@@ -29,7 +30,8 @@ class SeqData:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.X = np.ascontiguousarray(self.X, dtype=np.float32)
+        if not isinstance(self.X, LazySeries):
+            self.X = np.ascontiguousarray(self.X, dtype=np.float32)
         self.lengths = np.asarray(self.lengths, dtype=np.int64)
         if self.X.ndim != 3:
             raise ValueError(f"X must be (N, T, C), got shape {self.X.shape}")
@@ -59,11 +61,25 @@ class SeqData:
     def equal_length(self) -> bool:
         return bool((self.lengths == self.max_len).all())
 
+    @property
+    def is_lazy(self) -> bool:
+        """True when ``X`` is computed on read (:class:`LazySeries`): index it by batch with
+        :meth:`rows` instead of converting it whole."""
+        return isinstance(self.X, LazySeries)
+
+    def rows(self, idx) -> np.ndarray:
+        """``X[idx]`` as a float32 NumPy array ``(len(idx), T, C)``, lazy or not."""
+        return np.asarray(self.X[np.asarray(idx)], dtype=np.float32)
+
+    def materialize(self) -> SeqData:
+        """The same data with ``X`` as an in-memory array (a no-op copy for eager data)."""
+        return replace(self, X=np.asarray(self.X, dtype=np.float32), meta=dict(self.meta))
+
     def subset(self, idx: np.ndarray) -> SeqData:
         idx = np.asarray(idx)
         sub = replace(
             self,
-            X=self.X[idx],
+            X=self.X.take(idx) if self.is_lazy else self.X[idx],
             lengths=self.lengths[idx],
             y=None if self.y is None else self.y[idx],
             ids=None if self.ids is None else self.ids[idx],
@@ -71,16 +87,33 @@ class SeqData:
             meta=dict(self.meta),
         )
         T = int(sub.lengths.max()) if sub.n_series else 0
-        if T and T < sub.max_len:  # trim padding no series in the subset needs
+        if T and T < sub.max_len and not sub.is_lazy:  # trim padding no subset series needs
             sub.X = np.ascontiguousarray(sub.X[:, :T])
         return sub
 
-    def channel_stats(self) -> tuple[np.ndarray, np.ndarray]:
-        """Per-channel mean and std over real (unpadded) steps -- training statistics."""
-        mask = np.arange(self.max_len)[None, :] < self.lengths[:, None]  # (N, T)
-        vals = self.X[mask]  # (sum lengths, C)
-        mean = vals.mean(axis=0, dtype=np.float64)
-        std = vals.std(axis=0, dtype=np.float64)
+    def channel_stats(self, chunk: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+        """Per-channel mean and std over real (unpadded) steps -- training statistics.
+
+        Computed ``chunk`` series at a time (pairwise-merged moments in float64), so it needs no
+        copy of the whole array and works on lazy data.
+        """
+        C = self.n_channels
+        n, mean, m2 = 0, np.zeros(C), np.zeros(C)
+        steps = np.arange(self.max_len)[None, :]
+        for a in range(0, self.n_series, chunk):
+            Xc = self.rows(np.arange(a, min(a + chunk, self.n_series)))  # (B, T, C)
+            vals = Xc[steps < self.lengths[a : a + chunk, None]]  # (sum lengths, C)
+            k = len(vals)
+            if not k:
+                continue
+            mk = vals.mean(axis=0, dtype=np.float64)
+            m2k = ((vals - mk) ** 2).sum(axis=0, dtype=np.float64)
+            delta = mk - mean
+            tot = n + k
+            mean = mean + delta * (k / tot)
+            m2 = m2 + m2k + delta**2 * (n * k / tot)
+            n = tot
+        std = np.sqrt(m2 / max(n, 1))
         std = np.where(std > 1e-8, std, 1.0)
         return mean.astype(np.float32), std.astype(np.float32)
 
@@ -111,10 +144,14 @@ def pad_series(series: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def concat(a: SeqData, b: SeqData) -> SeqData:
-    """Stack two datasets with the same classes and channels (padding to the longer one)."""
+    """Stack two datasets with the same classes and channels (padding to the longer one).
+
+    Lazy inputs are materialised.
+    """
     T = max(a.max_len, b.max_len)
 
     def pad(X):
+        X = np.asarray(X, dtype=np.float32)
         return np.pad(X, ((0, 0), (0, T - X.shape[1]), (0, 0)))
 
     return replace(
@@ -123,7 +160,8 @@ def concat(a: SeqData, b: SeqData) -> SeqData:
         lengths=np.concatenate([a.lengths, b.lengths]),
         y=None if a.y is None else np.concatenate([a.y, b.y]),
         ids=None if a.ids is None or b.ids is None else np.concatenate([a.ids, b.ids]),
-        groups=None if a.groups is None or b.groups is None else np.concatenate([a.groups, b.groups]),
+        groups=(None if a.groups is None or b.groups is None
+                else np.concatenate([a.groups, b.groups])),
         meta=dict(a.meta),
     )
 
