@@ -5,6 +5,7 @@ Never imports torch: the ONNX predict path reads data through this package witho
 
 from ._dataset import SeqData, concat, grouped_split, pad_series, stratified_split
 from ._lazy import LazySeries, NoisePadded
+from .files import align_test, from_dataframe, load_file, save_file, sort_class_names
 
 __all__ = [
     "SeqData",
@@ -14,4 +15,9 @@ __all__ = [
     "stratified_split",
     "LazySeries",
     "NoisePadded",
+    "align_test",
+    "from_dataframe",
+    "load_file",
+    "save_file",
+    "sort_class_names",
 ]
