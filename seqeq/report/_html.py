@@ -170,8 +170,8 @@ def _notes(r: dict) -> list[str]:
         notes.append("No test set was given: there are no test scores and no confusion matrix. "
                      "The validation score was used to choose the model and is optimistic.")
     if s.get("n_failed"):
-        notes.append(f"{s['n_failed']} trial(s) failed (an error in training, e.g. a numerical "
-                     "failure); the search went on without them.")
+        notes.append(f"{s['n_failed']} trial(s) failed with an error (the search log names it); "
+                     "the search went on without them.")
     if is_num(s.get("trials_requested")) and is_num(s.get("n_finished")) \
             and s["n_finished"] < s["trials_requested"]:
         notes.append(f"Only {s['n_finished']} of the {s['trials_requested']} requested trials "
