@@ -5,6 +5,13 @@ Never imports torch: the ONNX predict path reads data through this package witho
 
 from ._dataset import SeqData, concat, grouped_split, pad_series, stratified_split
 from ._lazy import LazySeries, NoisePadded
+from .benchmarks import (
+    BenchmarkInfo,
+    list_benchmarks,
+    load_benchmark,
+    resolve_data_dir,
+    verify_file,
+)
 from .files import align_test, from_dataframe, load_file, save_file, sort_class_names
 
 __all__ = [
@@ -15,6 +22,11 @@ __all__ = [
     "stratified_split",
     "LazySeries",
     "NoisePadded",
+    "BenchmarkInfo",
+    "list_benchmarks",
+    "load_benchmark",
+    "resolve_data_dir",
+    "verify_file",
     "align_test",
     "from_dataframe",
     "load_file",
