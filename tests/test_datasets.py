@@ -144,6 +144,13 @@ def test_long_sorted_by_time_and_first_appearance(tmp_path):
     np.testing.assert_array_equal(d.X[1, :2, 0], [6, 7])
 
 
+def test_pandas_index_column_is_not_a_channel(tmp_path):
+    df = pd.DataFrame({"id": [1, 1, 2], "v": [1.0, 2.0, 3.0], "label": ["a", "a", "b"]})
+    df.to_csv(tmp_path / "i.csv")  # index=True writes an 'Unnamed: 0' column
+    d = load_file(tmp_path / "i.csv")
+    assert d.channel_names == ["v"] and d.meta["dropped_columns"] == ["Unnamed: 0"]
+
+
 def test_datetime_time_column(tmp_path):
     p = write(tmp_path, "id,timestamp,v,label\n1,2024-01-01 00:00:02,3,a\n1,2024-01-01 00:00:01,2,a"
                         "\n2,2024-01-01,5,b\n")

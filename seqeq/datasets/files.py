@@ -211,6 +211,8 @@ def _to_float(s: pd.Series, col: str, fname: str) -> np.ndarray:
     """A column as float64, or a SeqeqError naming the first value that is not a number."""
     if pd.api.types.is_bool_dtype(s):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
+    if pd.api.types.is_timedelta64_dtype(s):  # durations as seconds
+        return s.dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_complex_dtype(s):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_datetime64_any_dtype(s) or isinstance(s.dtype, pd.PeriodDtype):
@@ -236,20 +238,19 @@ def _to_float(s: pd.Series, col: str, fname: str) -> np.ndarray:
 
 def _canonical_labels(values: pd.Series) -> np.ndarray:
     """Labels as strings; integral numbers lose their ``.0`` so 1, 1.0 and '1' agree."""
-    if pd.api.types.is_bool_dtype(values):
-        return values.astype(str).to_numpy(dtype=object)
-    if pd.api.types.is_numeric_dtype(values):
-        arr = values.to_numpy(dtype=np.float64, na_value=np.nan)
-        return np.array([_num_str(v) for v in arr], dtype=object)
-    out = []
-    for v in values.tolist():
-        if isinstance(v, (float, np.floating)):
-            out.append(_num_str(float(v)))
-        elif isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-            out.append(str(int(v)))
-        else:
-            out.append(str(v).strip())
-    return np.array(out, dtype=object)
+    codes, uniq = pd.factorize(values, use_na_sentinel=False)
+    canon = np.array([_label_str(v) for v in uniq.tolist()], dtype=object)
+    return canon[codes]
+
+
+def _label_str(v) -> str:
+    if isinstance(v, (bool, np.bool_)):
+        return str(bool(v))
+    if isinstance(v, (float, np.floating)):
+        return _num_str(float(v))
+    if isinstance(v, (int, np.integer)):
+        return str(int(v))
+    return str(v).strip()
 
 
 def _show(v) -> str:
@@ -741,6 +742,10 @@ def load_file(
             "recognised",
             "Separate fields with ',', ';', tab or '|' and give a header row",
         )
+    dropped = []
+    if len(df.columns) > 1 and re.fullmatch(r"Unnamed: 0(\.\d+)?", str(df.columns[0])):
+        dropped = [df.columns[0]]  # a pandas index written by to_csv(index=True): not a channel
+        df = df.drop(columns=dropped)
     data = from_dataframe(
         df, layout=layout, id_col=id_col, time_col=time_col, label_col=label_col,
         group_col=group_col, nan=nan, require_labels=require_labels, class_names=class_names,
@@ -748,6 +753,8 @@ def load_file(
     )
     data.name = path.stem
     data.meta.update({"source": str(path), "format": kind, **info})
+    if dropped:
+        data.meta["dropped_columns"] = dropped
     return data
 
 
