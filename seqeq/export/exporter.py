@@ -505,6 +505,21 @@ def _h0_row(cell) -> np.ndarray:
     return h0[:1].astype(np.float32)
 
 
+def _trace_length_for(model: nn.Module, wanted: int) -> int:
+    """A sequence length the cell accepts (cells with per-timestep weights for T0 steps reject
+    longer series): ``wanted``, else the longest shorter one >= 2 (length 1 would let the
+    tracer treat the time axis as a broadcast dimension)."""
+    for T in range(int(wanted), 1, -1):
+        x = model.mean + model.std * torch.zeros(_TRACE_BATCH, T, model.cell.input_size)
+        try:
+            with torch.no_grad():
+                model.cell.prepare(model.normalise(x))
+        except ValueError:
+            continue
+        return T
+    raise ValueError(f"cell {model.cell.name!r} accepts no sequence of length 2..{wanted} to trace")
+
+
 def build_onnx_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
                      quantize: str | None = None, backend: str = "auto",
                      _trace_length: int = _TRACE_LENGTH) -> onnx.ModelProto:
@@ -520,7 +535,7 @@ def build_onnx_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
         state_names.add(name)
     b = _Builder(state_names)
 
-    B, T, d = _TRACE_BATCH, int(_trace_length), cell.input_size
+    B, T, d = _TRACE_BATCH, _trace_length_for(model, _trace_length), cell.input_size
     S = cell.state_size
     gen = torch.Generator().manual_seed(0)
     x_ex = model.mean + model.std * torch.randn(B, T, d, generator=gen)
@@ -655,8 +670,9 @@ def _verify(model_proto_bytes: bytes, model: nn.Module, quantize: str | None) ->
     ref = quantize_model_weights(model) if quantize == "int8" else model
     ref = copy.deepcopy(ref).float().cpu().eval()
     gen = torch.Generator().manual_seed(1)
-    lengths = torch.tensor([6, 1, 4], dtype=torch.int64)
-    x = ref.mean + ref.std * torch.randn(3, 6, ref.cell.input_size, generator=gen)
+    T = _trace_length_for(ref, 6)
+    lengths = torch.tensor([T, 1, max(1, T - 2)], dtype=torch.int64)
+    x = ref.mean + ref.std * torch.randn(3, T, ref.cell.input_size, generator=gen)
     with torch.no_grad():
         want = ref(x, lengths).numpy()
     so = ort.SessionOptions()

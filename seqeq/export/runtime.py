@@ -50,6 +50,7 @@ class OnnxClassifier:
             raise SeqeqError(f"batch_size must be >= 1, got {batch_size}")
         self.batch_size = int(batch_size)
         so = ort.SessionOptions()
+        so.log_severity_level = 4  # failures reach the caller as SeqeqError; no stderr noise
         if threads is not None:
             so.intra_op_num_threads = int(threads)
             so.inter_op_num_threads = 1
