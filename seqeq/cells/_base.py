@@ -150,23 +150,23 @@ class Cell(nn.Module, abc.ABC):
         Padded steps leave the state unchanged, so padding never changes a prediction.
         """
         B, T, _ = x.shape
-        u = self.prepare(x)  # (B, T, F)
+        # unbind, not u[:, t]: the backward of T slices would allocate T full-size zero tensors
+        us = self.prepare(x).unbind(1)  # T x (B, F)
         h = self.init_state(B, x.device, x.dtype) if h0 is None else h0
         if lengths is None or bool((lengths == T).all()):
-            for t in range(T):
-                h = self.step(u[:, t], h)
+            for u_t in us:
+                h = self.step(u_t, h)
         else:
-            mask = length_mask(lengths.to(x.device), T)[:, :, None]  # (B, T, 1)
-            for t in range(T):
-                h = torch.where(mask[:, t], self.step(u[:, t], h), h)
+            mask = length_mask(lengths.to(x.device), T)[:, :, None].unbind(1)  # T x (B, 1)
+            for u_t, m_t in zip(us, mask):
+                h = torch.where(m_t, self.step(u_t, h), h)
         return self.readout(h)
 
     def states(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Every state h_1..h_T of an unpadded batch (for diagnostics): list of (B, S)."""
-        u = self.prepare(x)
         h = self.init_state(x.shape[0], x.device, x.dtype)
         out = []
-        for t in range(x.shape[1]):
-            h = self.step(u[:, t], h)
+        for u_t in self.prepare(x).unbind(1):
+            h = self.step(u_t, h)
             out.append(h)
         return out
