@@ -60,25 +60,22 @@ class RunResult:
 # data
 def load_data(dc: DataConfig, seed: int = 0):
     """(train, test, info): the training data (validation is split later) and the test set."""
-    from .datasets import SeqData, load_benchmark, load_file, stratified_split
+    from .datasets import SeqData, align_test, load_benchmark, load_file, stratified_split
 
     if dc.benchmark:
         train, test = load_benchmark(dc.benchmark, data_dir=dc.data_dir, seed=seed)
-        return train, test, {"source": "benchmark", "name": dc.benchmark,
-                             "test": "official test split", **train.meta}
+        return train, test, {"kind": "benchmark", "name": dc.benchmark,
+                             "test": train.meta.get("split", "the benchmark's test split"),
+                             "provenance": dict(train.meta)}
     opts = dict(fmt=dc.fmt, id_col=dc.id_col, time_col=dc.time_col, label_col=dc.label_col,
                 group_col=dc.group_col, nan=dc.nan)
     train: SeqData = load_file(dc.path, **opts)
     if dc.test_path:
-        test = load_file(dc.test_path, class_names=train.class_names, **opts)
-        if test.channel_names != train.channel_names:
-            raise SeqeqError(
-                f"the test file's channels {test.channel_names} differ from the training "
-                f"file's {train.channel_names}", "Give both files the same channel columns")
-        return train, test, {"source": "file", "path": str(dc.path), "test": str(dc.test_path)}
+        test = align_test(train, load_file(dc.test_path, class_names=train.class_names, **opts))
+        return train, test, {"kind": "file", "path": str(dc.path), "test": str(dc.test_path)}
     keep, held = stratified_split(train.y, dc.test_frac, seed)
     return (train.subset(keep), train.subset(held),
-            {"source": "file", "path": str(dc.path),
+            {"kind": "file", "path": str(dc.path),
              "test": f"stratified {dc.test_frac:.0%} hold-out (seed {seed})"})
 
 

@@ -86,7 +86,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                            final_seeds=self.final_seeds, device=self.device,
                            **_search_kwargs({"cells": self.cells}))
         out = self.out or tempfile.mkdtemp(prefix="seqeq-")
-        self.result_ = run_on(data, None, cfg, out, data_info={"source": "array"},
+        self.result_ = run_on(data, None, cfg, out, data_info={"kind": "array"},
                               quiet=not self.verbose, keep_model=True)
         self.model_ = self.result_.extra["model"]
         self.n_features_in_ = Xp.shape[2]

@@ -96,18 +96,27 @@ def score(y_true: np.ndarray, y_pred: np.ndarray, metric: str = "accuracy") -> f
 
 
 class _Tensors:
-    """A dataset held as tensors on the training device, batched with padding trimmed."""
+    """A dataset held as tensors on the training device, batched with padding trimmed.
+
+    Lazy datasets (computed on read, e.g. noisy-MNIST's noise tails) are read batch by batch.
+    """
 
     def __init__(self, data: SeqData, device: str):
-        self.X = torch.as_tensor(data.X, device=device)
+        self.data = data if data.is_lazy else None
+        self.X = None if data.is_lazy else torch.as_tensor(data.X, device=device)
         self.L = torch.as_tensor(data.lengths, device=device)
         self.y = None if data.y is None else torch.as_tensor(data.y, device=device)
         self.n = data.n_series
+        self.device = device
 
     def batch(self, idx: torch.Tensor):
         L = self.L[idx]
         T = int(L.max())
-        return self.X[idx, :T], L, (None if self.y is None else self.y[idx])
+        if self.data is not None:
+            x = torch.as_tensor(self.data.rows(idx.cpu().numpy())[:, :T], device=self.device)
+        else:
+            x = self.X[idx, :T]
+        return x, L, (None if self.y is None else self.y[idx])
 
 
 @torch.no_grad()
