@@ -199,7 +199,8 @@ def train_model(
         if va is not None:
             pred = predict_logits(model, va, device=device).argmax(1)
             rec["val_score"] = score(va.y.cpu().numpy(), pred, metric)
-            if res.best_val is None or rec["val_score"] > res.best_val:
+            # ties go to the later epoch: more training at the same validation score
+            if res.best_val is None or rec["val_score"] >= res.best_val:
                 res.best_val, res.best_epoch, since_best = rec["val_score"], epoch, 0
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
             else:
