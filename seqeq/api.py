@@ -43,6 +43,8 @@ class RunResult:
     n_trials: int
     n_pruned: int
     seconds: float
+    #: None (fp32) or "int8": the precision ``size_bytes`` is counted at (what was budgeted)
+    quantize: str | None = None
     extra: dict = field(default_factory=dict)
 
     @property
@@ -73,16 +75,35 @@ def load_data(dc: DataConfig, seed: int = 0):
     if dc.test_path:
         test = align_test(train, load_file(dc.test_path, class_names=train.class_names, **opts))
         return train, test, {"kind": "file", "path": str(dc.path), "test": str(dc.test_path)}
+    require_per_class(train, 3, "a stratified train/validation/test split",
+                      "with a separate --test file, 2 per class suffice")
     keep, held = stratified_split(train.y, dc.test_frac, seed)
     return (train.subset(keep), train.subset(held),
             {"kind": "file", "path": str(dc.path),
              "test": f"stratified {dc.test_frac:.0%} hold-out (seed {seed})"})
 
 
+def require_per_class(data, need: int, what: str, alt: str = "") -> None:
+    """A :class:`SeqeqError` naming every class of ``data`` with fewer than ``need`` series: such a
+    class cannot be on every side of ``what``, so it would never be validated or tested."""
+    if data.y is None:
+        return
+    counts = np.bincount(data.y, minlength=data.n_classes)
+    few = [(data.class_names[k], int(n)) for k, n in enumerate(counts) if n < need]
+    if not few:
+        return
+    shown = ", ".join(f"{c!r} ({n})" for c, n in few[:5]) + (" ..." if len(few) > 5 else "")
+    raise SeqeqError(
+        f"{len(few)} class(es) of {data.name} have fewer than {need} series, which "
+        f"{what} needs: {shown}",
+        f"Add series of those classes or drop them{f' ({alt})' if alt else ''}")
+
+
 def split_validation(train, frac: float, seed: int):
     """Validation from training data only: whole groups held out when the data has groups."""
     from .datasets import grouped_split, stratified_split
 
+    require_per_class(train, 2, "a validation split of the training data")
     if train.groups is not None:
         keep, held = grouped_split(train.groups, train.y, frac, seed)
         how = f"grouped: {len(np.unique(train.groups[held]))} groups held out"
@@ -94,22 +115,94 @@ def split_validation(train, frac: float, seed: int):
 
 # ---------------------------------------------------------------------------------------------
 # run directory
-def _prepare_run_dir(out: Path, cfg: SearchConfig) -> None:
-    has_run = out.exists() and any((out / f).exists() for f in ("study.db", "run.json",
-                                                                 "report.json", "best.onnx"))
+_RUN_FILES = ("study.db", "run.json", "report.json", "best.onnx")
+
+
+def _check_run_dir(out: Path, cfg: SearchConfig) -> None:
+    """Refuse a run directory that would be clobbered, before anything is read or written."""
+    if out.exists() and not out.is_dir():
+        raise SeqeqError(f"--out {out} exists and is not a directory",
+                         "Choose a directory path for --out")
+    has_run = out.is_dir() and any((out / f).exists() for f in _RUN_FILES)
     if has_run and not (cfg.resume or cfg.overwrite):
         raise SeqeqError(f"run directory {out} already holds a run",
                          "Pass --resume to continue it, --overwrite to replace it, "
                          "or choose another --out")
     if cfg.resume and not has_run and cfg.storage is None:
         raise SeqeqError(f"nothing to resume in {out}", "Drop --resume to start a new run")
-    if has_run and cfg.overwrite:
-        for f in ("study.db", "run.json", "report.json", "report.html", "best.onnx"):
-            (out / f).unlink(missing_ok=True)
-        shutil.rmtree(out / "model", ignore_errors=True)
-    out.mkdir(parents=True, exist_ok=True)
-    for tmp in out.glob("**/.*.tmp"):  # left by a process killed mid-write; the target is intact
-        tmp.unlink(missing_ok=True)
+    if out.is_dir() and not has_run and not cfg.overwrite:
+        foreign = sorted(p.name for p in out.iterdir() if not _is_tmp(p))
+        if foreign:
+            raise SeqeqError(f"--out {out} is not empty and holds no seqeq run (it has "
+                             f"{len(foreign)} entries, e.g. {foreign[0]!r})",
+                             "Choose a new or empty directory, or pass --overwrite to write "
+                             "into it")
+
+
+def _is_tmp(p: Path) -> bool:
+    """A temporary file left by :func:`seqeq._io.atomic_write_bytes` in a killed process."""
+    return p.is_file() and p.name.startswith(".") and p.name.endswith(".tmp")
+
+
+def _prepare_run_dir(out: Path, cfg: SearchConfig) -> None:
+    """Create (or, with --overwrite, clear seqeq's files from) the run directory. Call only once
+    every input has been validated."""
+    from .search import CHECKPOINT
+
+    _check_run_dir(out, cfg)
+    try:
+        if cfg.overwrite and out.is_dir():
+            for f in (*_RUN_FILES, "report.html"):
+                (out / f).unlink(missing_ok=True)
+            for d in ("model", CHECKPOINT):
+                shutil.rmtree(out / d, ignore_errors=True)
+        out.mkdir(parents=True, exist_ok=True)
+        for d in (out, out / "model", out / CHECKPOINT):  # only seqeq's own folders
+            for tmp in (d.glob(".*.tmp") if d.is_dir() else ()):
+                if _is_tmp(tmp):  # the write it belonged to never finished; the target is intact
+                    tmp.unlink(missing_ok=True)
+    except OSError as e:
+        raise SeqeqError(f"cannot create the run directory {out} ({e.strerror or e})",
+                         "Choose a writable --out") from None
+
+
+def _open_study(cfg: SearchConfig, out: Path):
+    """The Optuna study; a storage that cannot be opened is a user error naming the URL (without
+    its password)."""
+    from .search import make_study
+
+    try:
+        return make_study(cfg, out, load_if_exists=cfg.resume or cfg.storage is not None)
+    except SeqeqError:
+        raise
+    except Exception as e:
+        url = cfg.storage or f"sqlite:///{out / 'study.db'}"
+        try:
+            from sqlalchemy.engine import make_url
+
+            url = make_url(url).render_as_string(hide_password=True)
+        except Exception:
+            url = url.split("@")[-1] if "@" in url else url
+        msg = " ".join(str(e).replace(cfg.storage or url, url).split())[:200] or type(e).__name__
+        raise SeqeqError(f"cannot open the study storage {url} ({type(e).__name__}: {msg})",
+                         "Check --storage (e.g. postgresql://user@host/db, which needs "
+                         "pip install seqeq[postgres]) and that the database is reachable"
+                         ) from None
+
+
+def _check_device(device: str) -> None:
+    """A CUDA device that is not there fails now, not after the run directory is written."""
+    if not device.startswith("cuda"):
+        return
+    import torch
+
+    idx = device.partition(":")[2]
+    if idx and not idx.isdigit():
+        raise SeqeqError(f"unknown device {device!r}", "Use auto, cpu, cuda or cuda:N")
+    n = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if int(idx or 0) >= n:
+        raise SeqeqError(f"--device {device} was asked for but {n} CUDA GPU(s) are available",
+                         "Use --device auto or --device cpu")
 
 
 def _default_out(dc: DataConfig) -> Path:
@@ -119,7 +212,8 @@ def _default_out(dc: DataConfig) -> Path:
 
 def latest_run(runs_dir: Path = RUNS_DIR) -> Path:
     """The most recently finished run under ``runs/``."""
-    cands = [p.parent for p in runs_dir.glob("*/model/model.json")] if runs_dir.is_dir() else []
+    cands = [p.parent.parent for p in runs_dir.glob("*/model/model.json")] if runs_dir.is_dir() \
+        else []
     if not cands:
         raise SeqeqError(f"no finished run found under {runs_dir}/",
                          "Run `seqeq fit` or `seqeq bench` first, or pass --run DIR")
@@ -145,6 +239,7 @@ def run(dc: DataConfig, cfg: SearchConfig, out: str | Path | None = None,
         quiet: bool = True) -> RunResult:
     """Search, retrain, test once, export and report. See the module docstring."""
     out = Path(out) if out is not None else _default_out(dc)
+    _check_run_dir(out, cfg)  # before reading any data: a refused run costs nothing
     train_all, test, data_info = load_data(dc, seed=cfg.seed)
     return run_on(train_all, test, cfg, out, data_info={**data_info, "config": asdict(dc)},
                   val_frac=dc.val_frac, quiet=quiet)
@@ -161,22 +256,40 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     from .datasets import concat
     from .models import build_model, save_model, spec_size_bytes
     from .report import int8_size, param_importances, write_report
-    from .search import (FINISHED, SearchContext, best_trial, candidate_cells, make_study,
-                         run_workers, spec_of, train_config_of, trial_records)
+    from .search import (
+        SearchContext,
+        best_trial,
+        candidate_cells,
+        run_workers,
+        spec_of,
+        train_config_of,
+        trial_records,
+    )
     from .train import predict_logits, resolve_device, score, train_model
 
     t_start = time.perf_counter()
     out = Path(out)
     data_info = data_info or {}
+    # validate everything (run dir, device, data, budget, storage) before writing anything
+    _check_run_dir(out, cfg)
     device = resolve_device(cfg.device)
+    _check_device(device)
     train, val, val_how = split_validation(train_all, val_frac, cfg.seed)
     cells = candidate_cells(cfg, train.n_channels, train.n_classes)
-    _prepare_run_dir(out, cfg)
-    run_info = {"seqeq_version": __version__, "data": data_info, "search": asdict(cfg),
-                "device": device, "cells": cells, "validation": val_how}
-    atomic_write_json(out / "run.json", run_info)
+    study = _open_study(cfg, out) if cfg.storage is not None else None
+    created = not out.exists()
+    try:
+        _prepare_run_dir(out, cfg)
+        if study is None:
+            study = _open_study(cfg, out)
+        run_info = {"seqeq_version": __version__, "data": data_info, "search": asdict(cfg),
+                    "device": device, "cells": cells, "validation": val_how}
+        atomic_write_json(out / "run.json", run_info)
+    except BaseException:
+        if created:  # nothing is left behind by a run that never started
+            shutil.rmtree(out, ignore_errors=True)
+        raise
 
-    study = make_study(cfg, out, load_if_exists=cfg.resume or cfg.storage is not None)
     if cfg.resume and cfg.storage is None:
         n = _fail_interrupted_trials(study)
         if n and not quiet:
@@ -220,7 +333,12 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     save_model(model, spec, out / "model", extra=extra)
     onnx_info = export_model(out / "model", out / "best.onnx", quantize=cfg.quantize)
 
-    from .models import gradient_norm_ratio
+    from .export import quantize_model_weights
+    from .models import gradient_norm_ratio, spec_param_count
+
+    # what int8 weights cost: the chosen model, quantise-dequantised, on the same test set
+    test_int8 = (score(test.y, predict_logits(quantize_model_weights(model), test, device="cpu")
+                       .argmax(1), cfg.metric) if test is not None else None)
 
     Tg = int(val.lengths.min())
     gx = torch.as_tensor(val.X[: min(8, val.n_series), :Tg])
@@ -253,7 +371,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         "trials": trials,
         "best": {"trial": best.number, "spec": spec.to_dict(), "params": dict(best.params),
                  "size_bytes": spec_size_bytes(spec), "size_bytes_int8": int8_size(model),
-                 "param_count": spec_size_bytes(spec, 1), "val_score": best.value,
+                 "param_count": spec_param_count(spec), "val_score": best.value,
                  "epochs": epochs, "train": best.user_attrs["train"]},
         "final": {
             "seeds": [f["seed"] for f in finals],
@@ -263,6 +381,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
             "test_std": float(np.std(test_scores)) if test_scores else None,
             "chosen_seed": chosen["seed"],
             "chosen_test_score": chosen.get("test_score"),
+            "chosen_test_score_int8": test_int8,
             "confusion_matrix": (
                 {"class_names": test.class_names,
                  "counts": _confusion(test.y, chosen["test_pred"], test.n_classes)}
@@ -275,7 +394,8 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     }
     paths = write_report(report, out)
     return RunResult(
-        run_dir=str(out), best_spec=spec.to_dict(), size_bytes=spec_size_bytes(spec),
+        run_dir=str(out), best_spec=spec.to_dict(),
+        size_bytes=spec_size_bytes(spec, cfg.bytes_per_param), quantize=cfg.quantize,
         val_score=float(best.value), metric=cfg.metric,
         test_mean=report["final"]["test_mean"], test_std=report["final"]["test_std"],
         test_scores=test_scores, onnx_path=str(out / "best.onnx"),
@@ -299,6 +419,10 @@ def export_model(model_dir: str | Path, out_path: str | Path, quantize: str | No
     from .models import load_model
 
     model, spec, meta = load_model(model_dir)
+    missing = [k for k in ("class_names", "channel_names") if meta.get(k) is None]
+    if missing:
+        raise SeqeqError(f"the model in {model_dir} has no {' or '.join(missing)}",
+                         "Export the model/ folder of a finished seqeq run")
     return export_onnx(model, spec, out_path, class_names=meta["class_names"],
                        channel_names=meta["channel_names"], quantize=quantize)
 
@@ -324,7 +448,8 @@ def _finish_interrupted(study, out: Path, cfg: SearchConfig, quiet: bool) -> Run
                   f"finished trials are kept in the study; {resume_hint}")
     n = len(study.get_trials(deepcopy=False, states=FINISHED))
     return RunResult(
-        run_dir=str(out), best_spec=spec.to_dict(), size_bytes=spec_size_bytes(spec),
+        run_dir=str(out), best_spec=spec.to_dict(),
+        size_bytes=spec_size_bytes(spec, cfg.bytes_per_param), quantize=cfg.quantize,
         val_score=float(meta.get("val_score", best.value)), metric=cfg.metric, test_mean=None,
         test_std=None, test_scores=[], onnx_path=str(out / "best.onnx"), report_json="",
         report_html="", model_dir=str(out / "model"), n_trials=n, n_pruned=0, seconds=0.0,

@@ -90,7 +90,8 @@ def _print_result(res, as_json: bool) -> None:
     spec = res.best_spec
     t = Table(title="seqeq result", show_header=False)
     t.add_row("model", f"{spec['cell']}  D={spec['hidden_size']}  {spec['cell_kwargs']}")
-    t.add_row("size", f"{res.size_kib:.2f} KiB (fp32 parameters incl. head)")
+    prec = "int8 weights + scales" if res.quantize == "int8" else "fp32 parameters"
+    t.add_row("size", f"{res.size_kib:.2f} KiB ({prec}, incl. head)")
     t.add_row(f"validation {res.metric}", f"{res.val_score:.4f}")
     if res.test_mean is None:
         t.add_row(f"test {res.metric}", "not evaluated (interrupted, or no test set)")

@@ -11,6 +11,7 @@ the spec alone (:func:`spec_size_bytes`). Models are saved as ``model.safetensor
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -68,8 +69,24 @@ def spec_param_count(spec: ModelSpec) -> int:
 
 
 def spec_size_bytes(spec: ModelSpec, bytes_per_param: int = 4) -> int:
-    """Stored size of the parameters at ``bytes_per_param`` bytes each (fp32: 4)."""
-    return spec_param_count(spec) * bytes_per_param
+    """Stored size of the model's parameters (incl. the head).
+
+    ``bytes_per_param=4``: fp32, 4 bytes per learnable scalar (exact, from the formula).
+    ``bytes_per_param=1``: int8 as exported by ``--quantize int8`` -- the honest size, exact:
+    1 byte per quantised weight, 4 bytes per per-row scale, 4 bytes per parameter kept in fp32.
+    """
+    if bytes_per_param == 4:
+        return spec_param_count(spec) * 4
+    if bytes_per_param == 1:
+        return _int8_size(json.dumps(spec.to_dict(), sort_keys=True))
+    raise ValueError("bytes_per_param must be 4 (fp32) or 1 (int8)")
+
+
+@functools.lru_cache(maxsize=4096)
+def _int8_size(spec_json: str) -> int:
+    from .export.quantize import int8_size_bytes
+
+    return int8_size_bytes(build_model(ModelSpec.from_dict(json.loads(spec_json))))
 
 
 class SequenceClassifier(nn.Module):
@@ -130,17 +147,37 @@ def load_model(path: str | Path) -> tuple[SequenceClassifier, ModelSpec, dict[st
     if not jpath.is_file() or not wpath.is_file():
         raise SeqeqError(f"no saved model in {path}",
                          "Expected model.json and model.safetensors written by seqeq")
+    # Neither file is trusted: model.json must be seqeq's, its spec must describe no more
+    # parameters than the weights file can hold (before anything is allocated), and the weights
+    # are read by safetensors (tensors only, never code).
     try:
-        meta = json.loads(jpath.read_text())
+        meta = json.loads(jpath.read_text(encoding="utf-8"))
+        if not isinstance(meta, dict) or meta.get("format") != "seqeq-model/1":
+            raise SeqeqError(f"{jpath} is not a seqeq model description (format "
+                             f"{meta.get('format') if isinstance(meta, dict) else None!r})",
+                             "Point at the model/ folder of a seqeq run")
         spec = ModelSpec.from_dict(meta["spec"])
+        if min(spec.input_size, spec.hidden_size, spec.num_classes) < 1:
+            raise ValueError(f"non-positive sizes in {spec}")
+        n_params, n_bytes = spec_param_count(spec), wpath.stat().st_size
+        if 4 * n_params > n_bytes:
+            raise SeqeqError(f"{jpath.name} in {path} describes {n_params} parameters but "
+                             f"{wpath.name} holds only {n_bytes} bytes",
+                             "The files do not belong together; re-run the search")
+        for key, n in (("class_names", spec.num_classes), ("channel_names", spec.input_size)):
+            names = meta.get(key)
+            if names is not None and not (isinstance(names, list) and len(names) == n
+                                          and all(isinstance(c, str) for c in names)):
+                raise ValueError(f"{key} must be {n} strings")
         state = load_file(str(wpath))
+        model = build_model(spec)
+        model.load_state_dict(state)
     except SeqeqError:
         raise
     except Exception as e:  # corrupt or foreign files
-        raise SeqeqError(f"cannot read the model in {path} ({type(e).__name__}: {e})",
+        msg = " ".join(str(e).split())[:300]
+        raise SeqeqError(f"cannot read the model in {path} ({type(e).__name__}: {msg})",
                          "Re-run the search or export from an intact run directory") from None
-    model = build_model(spec)
-    model.load_state_dict(state)
     model.eval()
     return model, spec, meta
 

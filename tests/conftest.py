@@ -27,6 +27,11 @@ def _default_data_dir() -> Path:
     return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
+# Tests read the staged data and never touch the network.
+os.environ.setdefault("SEQEQ_DATA_DIR", str(_default_data_dir()))
+os.environ.setdefault("SEQEQ_OFFLINE", "1")
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return _default_data_dir()

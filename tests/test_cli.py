@@ -1,0 +1,124 @@
+"""End to end through the CLI on tiny real data: each input layout, export, predict, and the
+scikit-learn estimator."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from seqeq.cli import app
+
+FAST = ["--trials", "2", "--epochs", "2", "--final-seeds", "1", "--cells", "gru,irnn",
+        "--device", "cpu", "--quiet"]
+
+
+def _ucr(staged, name, n_train=None):
+    """A staged UCR/UEA problem as (train, test) SeqData."""
+    from seqeq.datasets import load_benchmark
+
+    staged(f"ucr_uea/{name}.npz")
+    train, test = load_benchmark(f"ucr:{name}")
+    if n_train:
+        train = train.subset(np.arange(min(n_train, train.n_series)))
+    return train, test
+
+
+def _invoke(args):
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, (res.output, res.exception)
+    return res
+
+
+@pytest.mark.parametrize("layout,ext,name", [
+    ("long", "csv", "JapaneseVowels"),       # multivariate, unequal lengths
+    ("nested", "parquet", "JapaneseVowels"),
+    ("wide", "csv", "ItalyPowerDemand"),      # univariate
+])
+def test_fit_each_layout_end_to_end(tmp_path, staged, layout, ext, name):
+    from seqeq.datasets import save_file
+    from seqeq.export.runtime import OnnxClassifier
+    from seqeq.models import load_model
+    from seqeq.train import predict_logits
+
+    train, test = _ucr(staged, name)
+    tr, te = tmp_path / f"train.{ext}", tmp_path / f"test.{ext}"
+    save_file(train, tr, layout)
+    save_file(test, te, layout)
+    out = tmp_path / "run"
+    res = _invoke(["fit", str(tr), "--test", str(te), "--budget-kb", "6", "--out", str(out),
+                   "--json", *FAST])
+    result = json.loads(res.stdout)  # --json: nothing but JSON on stdout
+    assert result["size_bytes"] <= 6 * 1024
+    assert 0.0 <= result["test_mean"] <= 1.0
+    report = json.loads((out / "report.json").read_text())
+    assert report["data"]["train"]["n_series"] == train.n_series
+    assert report["data"]["test"]["n_series"] == test.n_series
+    # best.onnx reproduces the PyTorch model on real inputs, unequal lengths included
+    model, spec, meta = load_model(out / "model")
+    clf = OnnxClassifier(out / "best.onnx")
+    X, L = test.X[:40], test.lengths[:40]
+    ref = predict_logits(model, test.subset(np.arange(40)), device="cpu")
+    got = clf.predict_logits(X, L)
+    assert np.abs(ref - got).max() < 1e-4
+    assert clf.class_names == train.class_names
+    # predict from the file alone, same layout, one row per series id
+    preds = tmp_path / "preds.csv"
+    _invoke(["predict", str(out / "best.onnx"), str(te), "--out", str(preds), "--proba"])
+    import pandas as pd
+
+    df = pd.read_csv(preds)
+    assert len(df) == test.n_series
+    assert set(df["label"].astype(str)) <= set(train.class_names)
+    assert np.allclose(df[[c for c in df.columns if c.startswith("p_")]].sum(axis=1), 1, atol=1e-5)
+
+
+def test_bench_randomwalk_export_and_latest_run(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # runs/ is relative to the working directory
+    res = _invoke(["bench", "randomwalk", "--budget-kb", "3", *FAST])
+    assert "test accuracy" in res.output
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and (runs[0] / "best.onnx").is_file()
+    assert (runs[0] / "report.html").read_text().startswith("<!doctype html")
+    # export without --run takes the latest run; int8 is smaller than fp32
+    _invoke(["export", "fp32.onnx"])
+    _invoke(["export", "int8.onnx", "--quantize", "int8"])
+    assert (tmp_path / "int8.onnx").stat().st_size < (tmp_path / "fp32.onnx").stat().st_size
+
+
+def test_every_command_has_help_with_an_example():
+    for cmd in ("fit", "bench", "export", "predict", "datasets", "report"):
+        res = CliRunner().invoke(app, [cmd, "--help"])
+        assert res.exit_code == 0
+        assert "Example: seqeq" in res.output, cmd
+
+
+def test_datasets_lists_benchmarks(data_dir):
+    res = CliRunner().invoke(app, ["datasets", "--data-dir", str(data_dir)])
+    assert res.exit_code == 0
+    for name in ("randomwalk", "har2", "har6", "dsa19", "pixel-mnist"):
+        assert name in res.output
+
+
+def test_sklearn_estimator_on_unequal_length_lists(tmp_path, walks):
+    from sklearn.base import clone
+
+    from seqeq import SeqeqClassifier
+
+    data = walks(n=120, T=24, unequal=True, seed=1)
+    X = [data.X[i, : data.lengths[i]] for i in range(data.n_series)]
+    y = np.array(data.class_names)[data.y]
+    clf = SeqeqClassifier(budget_kb=2, trials=2, epochs=3, cells="gru", device="cpu",
+                          out=str(tmp_path / "sk"))
+    assert clone(clf).get_params() == clf.get_params()
+    assert not hasattr(clf, "model_")  # nothing happens in __init__
+    clf.fit(X, y)
+    pred = clf.predict(X)
+    assert set(pred) <= set(y)
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(X), 2) and np.allclose(proba.sum(1), 1, atol=1e-5)
+    assert 0.0 <= clf.score(X, y) <= 1.0
+    clf.set_params(trials=1)
+    assert clf.get_params()["trials"] == 1
