@@ -1,0 +1,82 @@
+"""Train every registered cell with its paper defaults on HAR-2 and record test accuracy.
+
+Protocol (../shared/CELLS.md): per-channel z-scoring from training data; a subject-grouped 20 %
+validation split of the training subjects; the epoch is chosen on validation (the weights of the
+best validation epoch are kept); the official test subjects are evaluated once. CPU, a fixed
+modest number of epochs, one seed (this is a per-cell sanity check, not the search).
+
+    python benchmarks/cells_har2.py --epochs 12 --markdown
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+
+from seqeq.api import split_validation
+from seqeq.datasets import load_benchmark
+from seqeq.models import ModelSpec, build_model, spec_size_bytes
+from seqeq.train import TrainConfig, predict_logits, score, train_model
+
+# (cell, D, hyperparameters, lr): the papers' defaults where CELLS.md gives them
+PAPER_DEFAULTS = [
+    ("irnn", 80, {"K": 5, "u_kind": "lowrank", "u_rank": 8}, 1e-2),   # iRNN HAR-2: K=5, D=80
+    ("irnn", 80, {"K": 1, "u_kind": "lowrank", "u_rank": 8}, 1e-2),   # SiRNN
+    ("dirnn", 128, {"L": 3, "K": 3}, 1e-3),                            # DIRNN: D=128, L=3, K=3
+    ("tinyrnn", 128, {"L": 3, "K": 3}, 1e-2),
+    ("tarnn", 32, {"K": 3}, 1e-2),
+    ("ernn", 80, {"K": 2}, 1e-2),                                       # ERNN HAR-2: K=2
+    ("srnn", 128, {"hyper_size": 64}, 1e-3),
+    ("fastrnn", 80, {}, 1e-2),
+    ("fastgrnn", 80, {"u_kind": "lowrank", "u_rank": 8, "w_kind": "lowrank", "w_rank": 4}, 1e-2),
+    ("gru", 64, {}, 1e-2),
+    ("lstm", 64, {}, 1e-2),
+    ("rnn", 64, {}, 1e-3),
+]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=12)
+    ap.add_argument("--cells", default=None, help="comma-separated subset")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--markdown", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    train_all, test = load_benchmark("har2")
+    train, val, how = split_validation(train_all, 0.2, args.seed)
+    mean, std = train.channel_stats()
+    wanted = set(args.cells.split(",")) if args.cells else None
+    rows = []
+    for cell, D, hp, lr in PAPER_DEFAULTS:
+        if wanted and cell not in wanted:
+            continue
+        spec = ModelSpec(cell, train.n_channels, D, train.n_classes, hp)
+        torch.manual_seed(args.seed)
+        model = build_model(spec)
+        model.set_normalisation(mean, std)
+        t0 = time.perf_counter()
+        res = train_model(model, train, TrainConfig(lr=lr, batch_size=128, epochs=args.epochs,
+                                                    patience=0, seed=args.seed), val=val)
+        secs = time.perf_counter() - t0
+        acc = score(test.y, predict_logits(model, test).argmax(1))
+        row = (cell, D, hp, spec_size_bytes(spec) / 1024, res.best_val, res.best_epoch, acc, secs)
+        rows.append(row)
+        print(f"{cell:9s} D={D:3d} {str(hp):60s} {row[3]:7.2f} KiB  val {res.best_val:.4f} "
+              f"(epoch {res.best_epoch})  test {acc:.4f}  {secs:6.0f} s", flush=True)
+    if args.markdown:
+        print(f"\nHAR-2, {args.epochs} epochs, validation: {how}, seed {args.seed}, "
+              f"{torch.get_num_threads()} thread(s), torch {torch.__version__}\n")
+        print("| cell | D | hyperparameters | size KiB | val acc | best epoch | test acc "
+              "| train s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for cell, D, hp, kib, v, e, a, s in rows:
+            print(f"| {cell} | {D} | {hp} | {kib:.2f} | {v:.4f} | {e} | {100 * a:.2f} % | "
+                  f"{s:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
