@@ -6,6 +6,7 @@ Exit codes: 0 success; 2 bad input or usage (one line on stderr, no traceback); 
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import sys
@@ -33,7 +34,7 @@ def _user_errors():
     try:
         yield
     except SeqeqError as e:
-        typer.echo(f"error: {e}", err=True)
+        typer.echo(f"error: {_one_line(e)}", err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
@@ -43,9 +44,15 @@ def _user_errors():
     except Exception as e:  # a bug or an environment failure: still no traceback by default
         if os.environ.get("SEQEQ_DEBUG"):
             raise
-        typer.echo(f"error: {type(e).__name__}: {e} (set SEQEQ_DEBUG=1 for the traceback)",
-                   err=True)
+        typer.echo(f"error: {type(e).__name__}: {_one_line(e)} (set SEQEQ_DEBUG=1 for the "
+                   "traceback)", err=True)
         raise typer.Exit(1) from None
+
+
+def _one_line(e: BaseException) -> str:
+    """The message on one line, whatever it quotes (a file's text, a library's multi-line
+    error, a hostile name)."""
+    return " ".join(str(e).split()) or type(e).__name__
 
 
 # ---- shared options ---------------------------------------------------------------------------
@@ -218,6 +225,8 @@ def export(
     with _user_errors():
         if out_path.suffix != ".onnx":
             raise SeqeqError(f"{out_path} does not end in .onnx", "Name the output file *.onnx")
+        if out_path.is_dir():
+            raise SeqeqError(f"{out_path} is a directory", "Name the output file *.onnx")
         info = api.export(out_path, run_dir=run, quantize=quantize)
         typer.echo(f"wrote {out_path} ({info.get('file_bytes', 0) / 1024:.1f} KiB)", err=True)
 
@@ -244,16 +253,22 @@ def predict(
     with _user_errors():
         if not model.is_file():
             raise SeqeqError(f"model file {model} not found", "Give the path of a .onnx file")
+        if out is not None and (out.suffix not in (".csv", ".parquet") or out.is_dir()):
+            raise SeqeqError(f"--out {out} is not a .csv or .parquet file name",
+                             "Use e.g. --out preds.csv or --out preds.parquet")
         df = api.predict(model, data, proba=proba, fmt=fmt, id_col=id_col, time_col=time_col,
                          label_col=label_col, nan=nan)
         if out is None:
             df.to_csv(sys.stdout, index=False)
-        elif out.suffix == ".parquet":
-            df.to_parquet(out, index=False)
-        elif out.suffix == ".csv":
-            df.to_csv(out, index=False)
+            return
+        from ._io import atomic_write_bytes
+
+        if out.suffix == ".parquet":
+            buf = io.BytesIO()
+            df.to_parquet(buf, index=False)
+            atomic_write_bytes(out, buf.getvalue())
         else:
-            raise SeqeqError(f"unknown output extension {out.suffix!r}", "Use .csv or .parquet")
+            atomic_write_bytes(out, df.to_csv(index=False).encode("utf-8"))
 
 
 @app.command()

@@ -5,6 +5,7 @@ Validation happens in ``__post_init__`` and raises :class:`~seqeq.errors.SeqeqEr
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from .errors import SeqeqError
@@ -86,23 +87,28 @@ class SearchConfig:
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not self.budget_kb > 0:
-            raise SeqeqError(f"--budget-kb must be positive, got {self.budget_kb}",
+        if not 0 < self.budget_kb < math.inf:
+            raise SeqeqError(f"--budget-kb must be a positive number, got {self.budget_kb}",
                              "Give the model-size budget in KiB, e.g. --budget-kb 20")
         if self.trials < 1:
-            raise SeqeqError(f"--trials must be at least 1, got {self.trials}")
-        if self.timeout is not None and self.timeout <= 0:
-            raise SeqeqError(f"--timeout must be positive, got {self.timeout}")
+            raise SeqeqError(f"--trials must be at least 1, got {self.trials}",
+                             "Give the number of trials to run, e.g. --trials 20")
+        if self.timeout is not None and not 0 < self.timeout < math.inf:
+            raise SeqeqError(f"--timeout must be a positive number of seconds, got "
+                             f"{self.timeout}", "Give e.g. --timeout 600, or leave it out")
         if self.metric not in METRICS:
             raise SeqeqError(f"unknown --metric {self.metric!r}", f"Use one of: {', '.join(METRICS)}")
         if self.pruner not in PRUNERS:
             raise SeqeqError(f"unknown --pruner {self.pruner!r}", f"Use one of: {', '.join(PRUNERS)}")
         if self.final_seeds < 1:
-            raise SeqeqError("--final-seeds must be at least 1")
+            raise SeqeqError(f"--final-seeds must be at least 1, got {self.final_seeds}",
+                             "Give e.g. --final-seeds 3")
         if self.workers < 1:
-            raise SeqeqError("--workers must be at least 1")
+            raise SeqeqError(f"--workers must be at least 1, got {self.workers}",
+                             "Give e.g. --workers 2, or leave it out")
         if self.epochs < 1:
-            raise SeqeqError("--epochs must be at least 1")
+            raise SeqeqError(f"--epochs must be at least 1, got {self.epochs}",
+                             "Give e.g. --epochs 25")
         if self.quantize not in (None, "int8"):
             raise SeqeqError(f"unknown --quantize {self.quantize!r}", "Use int8")
         if self.resume and self.overwrite:

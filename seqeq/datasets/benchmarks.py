@@ -193,7 +193,7 @@ def _randomwalk(spec, name, data_dir, seed, download):
 
 def _har(spec, name, data_dir, seed, download):
     path = _require(spec.file, name, data_dir, download)
-    d = np.load(path)
+    d = np.load(path, allow_pickle=False)  # a data file never runs code
     two = name == "har2"
     classes = [str(c) for c in d["class2_names" if two else "class_names"]]
     out = []
@@ -210,7 +210,7 @@ def _har(spec, name, data_dir, seed, download):
 
 def _dsa19(spec, name, data_dir, seed, download):
     path = _require(spec.file, name, data_dir, download)
-    d = np.load(path)
+    d = np.load(path, allow_pickle=False)  # a data file never runs code
     X16, scale = d["X_int16"], d["scale"].astype(np.float32)
     subject, y = d["subject"], d["y"]
     out = []
@@ -230,7 +230,7 @@ def _dsa19(spec, name, data_dir, seed, download):
 
 def _mnist(spec, name, data_dir, seed, download):
     path = _require(spec.file, name, data_dir, download)
-    d = np.load(path)
+    d = np.load(path, allow_pickle=False)  # a data file never runs code
     perm = np.random.RandomState(PERM_MNIST_SEED).permutation(784)
     out = []
     for stream, split in enumerate(("train", "test")):
@@ -259,7 +259,7 @@ def _ucr(spec, name, data_dir, seed, download):
     from .files import _apply_nan_policy
 
     path = _require(spec.file, name, data_dir, download)
-    d = np.load(path)
+    d = np.load(path, allow_pickle=False)  # a data file never runs code
     classes = [str(c) for c in d["class_names"]]
     out = []
     for split in ("train", "test"):
@@ -410,4 +410,14 @@ def load_benchmark(
     key, spec = _spec_for(name, d)
     if verify and spec.file is not None:
         verify_file(_require(spec.file, key, d, download), spec.file)
-    return spec.loader(spec, key, d, seed, download)
+    try:
+        return spec.loader(spec, key, d, seed, download)
+    except SeqeqError:
+        raise
+    except (OSError, EOFError, KeyError, ValueError, TypeError, IndexError,
+            zipfile.BadZipFile) as e:  # a damaged, truncated or foreign file (object arrays too)
+        reason = " ".join(str(e).split())[:200] or type(e).__name__
+        where = d / spec.file if spec.file else "its data"
+        raise SeqeqError(f"benchmark {key!r}: cannot read {where} ({type(e).__name__}: "
+                         f"{reason})", "The file is damaged or not in seqeq's format; replace it "
+                         "with a fresh copy (or delete it to download it again)") from None
