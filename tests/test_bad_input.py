@@ -404,3 +404,111 @@ def test_usage_errors_exit_2_and_are_readable(tmp_path, monkeypatch, args, must)
     assert must.lower() in text.lower().replace("│", "").replace("  ", " "), res.stderr
     assert "-h' for help" in text
     assert not any(tmp_path.iterdir())
+
+
+# ---- property: any small table either loads into valid, honest splits or is a SeqeqError ------
+from hypothesis import HealthCheck, event, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_DEFECTS = [None] * 14 + ["nan", "inf", "text", "empty", "decimal-comma", "dup-time", "bad-time",
+                         "label-change", "no-label", "drop-time", "drop-label", "drop-a",
+                         "empty-series", "weird-label"]
+
+
+@st.composite
+def long_csv(draw, classes, grouped):
+    """A long-format table in a random dialect, clean or with one random defect. The structure
+    (size, classes, defect, dialect) is drawn by hypothesis, the numbers from a seeded RNG."""
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    n_series = draw(st.sampled_from([1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16]))
+    rows = []
+    for sid in range(n_series):
+        label = classes[sid % len(classes)]
+        for k in range(int(rng.integers(1, 5))):
+            rows.append({"series_id": f"s{sid}", "time": k, "label": label, "subject": sid % 3,
+                         "a": float(np.float32(rng.normal() * 100)), "b": int(rng.integers(-5, 6))})
+    df = pd.DataFrame(rows, columns=["series_id", "time", "label", "subject", "a", "b"])
+    if not grouped:  # 'subject' is detected as the group column by name
+        df = df.drop(columns=["subject"])
+    df = df.sample(frac=1.0, random_state=int(rng.integers(100)))  # any row order
+    defect, r = draw(st.sampled_from(_DEFECTS)), int(rng.integers(len(df)))
+    cell = {"nan": ("a", float("nan")), "inf": ("a", -float("inf")), "text": ("b", "abc"),
+            "empty": ("b", ""), "decimal-comma": ("a", "1,5"), "bad-time": ("time", "noon"),
+            "label-change": ("label", "other"), "no-label": ("label", ""),
+            "weird-label": ("label", "../é/<x>")}.get(defect)
+    if cell:
+        df[cell[0]] = df[cell[0]].astype(object)
+        df.iloc[r, df.columns.get_loc(cell[0])] = cell[1]
+    elif defect == "dup-time":
+        df.iloc[r, df.columns.get_loc("time")] = 0 if df.iloc[r]["time"] else 1
+    elif defect and defect.startswith("drop-"):
+        df = df.drop(columns=[defect[5:]])
+    elif defect == "empty-series":
+        df[["a", "b"]] = df[["a", "b"]].astype(object)
+        df.loc[df.series_id == df.iloc[r]["series_id"], ["a", "b"]] = ""
+    sep = draw(st.sampled_from([",", ";", "\t"]))
+    text = df.to_csv(index=False, sep=sep, decimal="," if sep == ";" else ".")
+    return ("\ufeff" if draw(st.booleans()) else "") + text
+
+
+def check_splits(train, val, test, holdout: bool) -> None:
+    for d in (train, val, test):
+        assert d.n_series >= 1 and d.X.dtype == np.float32 and np.isfinite(d.X).all()
+        assert d.lengths.min() >= 1 and d.max_len == d.lengths.max()
+        assert d.class_names == train.class_names and d.channel_names == train.channel_names
+        assert 0 <= d.y.min() and d.y.max() < train.n_classes
+    assert train.n_classes >= 2
+    # every class is trained on and validated; a hold-out of the same file also tests every
+    # class, and no series is on two sides (a --test file is the user's: any classes, any ids)
+    every = set(range(train.n_classes))
+    assert set(np.unique(train.y)) == set(np.unique(val.y)) == every
+    ids = [set(map(str, d.ids)) for d in (train, val, test)]
+    assert not ids[0] & ids[1]
+    if holdout:
+        assert set(np.unique(test.y)) == every
+        assert not (ids[0] & ids[2]) and not (ids[1] & ids[2])
+
+
+@st.composite
+def csv_files(draw):
+    """(training text, test text or None) over one set of classes."""
+    classes = draw(st.sampled_from([["a", "b"], ["a", "b", "c"], ["1", "2.0"], ["x"], ["a", "b"],
+                                    ["a", "b", "c"], ["1", "2.0"], ["p", "q"]]))
+    grouped = draw(st.integers(0, 3)) == 0
+    return draw(long_csv(classes, grouped)), draw(st.none() | long_csv(classes, grouped))
+
+
+@settings(max_examples=140, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(files=csv_files(), nan=st.sampled_from(["reject", "fill"]), seed=st.integers(0, 3))
+def test_any_csv_gives_honest_splits_or_one_seqeq_error(files, nan, seed):
+    """Through seqeq.api exactly as `seqeq fit` reads data: load (+ align a --test file), hold
+    out test, split validation. Only SeqeqError may escape, on one line."""
+    import tempfile
+
+    from seqeq.api import load_data, split_validation
+    from seqeq.config import DataConfig
+    from seqeq.errors import SeqeqError
+
+    text, test_text = files
+    with tempfile.TemporaryDirectory() as tmp:
+        path, test_path = Path(tmp) / "train.csv", None
+        path.write_text(text, encoding="utf-8")
+        if test_text is not None:
+            test_path = Path(tmp) / "test.csv"
+            test_path.write_text(test_text, encoding="utf-8")
+        try:
+            dc = DataConfig(path=str(path), test_path=test_path and str(test_path), nan=nan)
+            train_all, test, _ = load_data(dc, seed=seed)
+            train, val, how = split_validation(train_all, dc.val_frac, seed)
+        except SeqeqError as e:
+            assert "\n" not in str(e) and str(e).strip()
+            event("SeqeqError " + str(e)[:30])
+            return
+    event("loaded and split: " + how.split(":")[0].split(" ")[0])
+    if "grouped" in how:  # whole groups held out: a class may sit on one side only
+        assert not set(train.groups) & set(val.groups)
+        return
+    if test_path is None:
+        check_splits(train, val, test, holdout=True)
+    else:
+        check_splits(train, val, test, holdout=False)
