@@ -159,7 +159,10 @@ def load_model(path: str | Path) -> tuple[SequenceClassifier, ModelSpec, dict[st
         spec = ModelSpec.from_dict(meta["spec"])
         if min(spec.input_size, spec.hidden_size, spec.num_classes) < 1:
             raise ValueError(f"non-positive sizes in {spec}")
-        n_params, n_bytes = spec_param_count(spec), wpath.stat().st_size
+        try:
+            n_params, n_bytes = spec_param_count(spec), wpath.stat().st_size
+        except SeqeqError as e:  # e.g. an unknown cell: about the file, not the user's flags
+            raise ValueError(f"{e.problem} in its spec") from None
         if 4 * n_params > n_bytes:
             raise SeqeqError(f"{jpath.name} in {path} describes {n_params} parameters but "
                              f"{wpath.name} holds only {n_bytes} bytes",
