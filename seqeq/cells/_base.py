@@ -24,6 +24,8 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
+from ._fast import fast_loops_enabled, run_fast_loop
+
 __all__ = ["Cell", "ACTIVATIONS", "resolve_activation", "length_mask"]
 
 ACTIVATIONS = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
@@ -36,6 +38,12 @@ def resolve_activation(name: str):
     except KeyError:
         raise ValueError(
             f"unknown activation {name!r}; choose one of {list(ACTIVATIONS)}") from None
+
+
+def _tracing() -> bool:
+    """Traced or compiled: the step loop is what a tracer can follow."""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", None)
+    return torch.jit.is_tracing() or bool(compiling is not None and compiling())
 
 
 def length_mask(lengths: torch.Tensor, T: int) -> torch.Tensor:
@@ -142,13 +150,36 @@ class Cell(nn.Module, abc.ABC):
         """One time step on raw input: (x_t (B, d), h (B, S)) -> h (B, S)."""
         return self.step(self.prepare(x_t[:, None, :])[:, 0], h)
 
+    def fast_loop(self):
+        """A :class:`~seqeq.cells._fast.FastLoop`: the same time loop with a hand-written backward
+        (fewer ops per step, no autograd graph), or None to use the ``step`` loop. Default None."""
+        return None
+
     def forward_sequence(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None, h0: torch.Tensor | None = None
     ) -> torch.Tensor:
         """Run over a padded batch (B, T, d); return readout at each series' own last step.
 
-        Padded steps leave the state unchanged, so padding never changes a prediction.
+        Padded steps leave the state unchanged, so padding never changes a prediction. Runs the
+        cell's fast loop when it has one (same numbers up to float rounding), else the
+        ``step`` loop (:meth:`reference_sequence`).
         """
+        if fast_loops_enabled() and not _tracing() and x.shape[1] > 0:
+            loop = self.fast_loop()
+            if loop is not None:
+                B, T, _ = x.shape
+                u = self.prepare(x)
+                h = self.init_state(B, x.device, x.dtype) if h0 is None else h0
+                masks = None
+                if lengths is not None and not bool((lengths == T).all()):
+                    masks = length_mask(lengths.to(x.device), T).T[:, :, None].contiguous()
+                return self.readout(run_fast_loop(loop, u, h, masks))
+        return self.reference_sequence(x, lengths, h0)
+
+    def reference_sequence(
+        self, x: torch.Tensor, lengths: torch.Tensor | None = None, h0: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """:meth:`forward_sequence` as the plain loop of ``step`` calls (the ground truth)."""
         B, T, _ = x.shape
         # unbind, not u[:, t]: the backward of T slices would allocate T full-size zero tensors
         us = self.prepare(x).unbind(1)  # T x (B, F)
@@ -158,7 +189,7 @@ class Cell(nn.Module, abc.ABC):
                 h = self.step(u_t, h)
         else:
             mask = length_mask(lengths.to(x.device), T)[:, :, None].unbind(1)  # T x (B, 1)
-            for u_t, m_t in zip(us, mask):
+            for u_t, m_t in zip(us, mask, strict=True):
                 h = torch.where(m_t, self.step(u_t, h), h)
         return self.readout(h)
 

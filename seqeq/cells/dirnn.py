@@ -42,6 +42,16 @@ import torch
 from torch import nn
 
 from ._base import Cell, resolve_activation
+from ._fast import (
+    FastLoop,
+    GradAcc,
+    MapOps,
+    Saved,
+    act_backward,
+    act_inplace,
+    masked,
+    sum_blocks,
+)
 from ._params import make_map, map_param_count
 from ._registry import register_cell
 
@@ -110,6 +120,149 @@ class _DeepIncremental(Cell):
             if i < self.L - 1:  # gamma_L would only feed layers above L: there are none
                 lower = lower + self.gamma[i] * g
         return torch.cat([*sums, z], dim=1)
+
+    def fast_loop(self):
+        return _DeepLoop(self)
+
+
+class _DeepLoop(FastLoop):
+    """:meth:`_DeepIncremental.step` over a whole sequence, differentiated by hand (see
+    :mod:`._fast`).
+
+    Layer l at step t: ``base = lower + rho_l S_l``, K Euler steps ``z = g + base``,
+    ``p = phi(U_l z + w_l)``, ``g <- g + eta_l (p - alpha_l z)``; then ``S_l <- S_l + g``,
+    ``lower <- lower + gamma_l g`` and, on top, ``z_L = g + base``. Saved: every ``z``, ``p`` and
+    ``U_l``'s intermediate (T, L, K, B, .), each layer's final ``g`` and the states entering each
+    step. The backward reduces each time step's L x K blocks at once.
+    """
+
+    def __init__(self, cell: _DeepIncremental):
+        self.L, self.K, self.D = cell.L, cell.K, cell.hidden_size
+        self.act = cell.hparams["activation"]
+        self.U = [MapOps(m) for m in cell.U]
+        self.cell = cell
+        self.params = [*(p for ops in self.U for p in ops.params), cell.alpha, cell.eta,
+                       cell.gamma, cell.rho]
+
+    def _scalars(self):
+        c = self.cell
+        return (c.eta.detach().tolist(), c.alpha.detach().tolist(), c.gamma.detach().tolist(),
+                c.rho.detach().tolist())
+
+    def forward(self, u, h, masks, need_grad):
+        B, T, _ = u.shape
+        L, K, D = self.L, self.K, self.D
+        phi = act_inplace(self.act)
+        eta, alpha, gamma, rho = self._scalars()
+        ws = [ut.unbind(1) for ut in u.view(B, T, L, D).unbind(1)]  # w_{l,t}: ws[t][l]
+        saved = None
+        if need_grad:
+            r = self.U[0].aux_width()
+            saved = Saved(u, Z=(T, L, K, B, D), P=(T, L, K, B, D), G=(T, L, B, D),
+                          H=(T, B, (L + 1) * D), X=None if r is None else (T, L, K, B, r))
+            Z, P, G, X = (saved.flat(n) for n in ("Z", "P", "G", "X"))
+            H = saved.get("H")[0]
+            saved.info = u.shape
+            h = H[0].copy_(h)
+        n = 0  # substep (t L + l) K + k
+        for t in range(T):
+            hn = H[t + 1] if need_grad and t + 1 < T and masks is None else torch.empty_like(h)
+            h_l, hn_l = h.view(B, L + 1, D).unbind(1), hn.view(B, L + 1, D).unbind(1)
+            lower = None
+            for i in range(L):
+                U, e, al = self.U[i], eta[i], alpha[i]
+                S_prev, w = h_l[i], ws[t][i]
+                gout = G[t * L + i] if need_grad else None
+                if lower is None:
+                    base = torch.mul(S_prev, rho[i], out=Z[n] if need_grad else None)
+                else:
+                    base = torch.add(lower, S_prev, alpha=rho[i], out=Z[n] if need_grad else None)
+                g = None
+                for k in range(K):
+                    if need_grad:
+                        z = base if k == 0 else torch.add(g, base, out=Z[n])
+                        a = U.mv(z, add=w, out=P[n], aux_out=X[n])
+                    else:
+                        z = base if k == 0 else g + base
+                        a = U.mv(z, add=w)
+                    q = torch.add(phi(a), z, alpha=-al)
+                    last = gout if k == K - 1 else None
+                    g = torch.mul(q, e, out=last) if k == 0 else torch.add(g, q, alpha=e, out=last)
+                    n += 1
+                torch.add(S_prev, g, out=hn_l[i])  # S_l,t
+                if i == L - 1:
+                    torch.add(g, base, out=hn_l[L])  # z_L,t
+                elif lower is None:
+                    lower = g * gamma[i]
+                else:
+                    lower = lower.add_(g, alpha=gamma[i])
+            if masks is not None:  # padded rows keep their state
+                hn = torch.where(masks[t], hn, h, out=H[t + 1] if need_grad and t + 1 < T else None)
+            h = hn
+        return h, saved
+
+    def backward(self, saved, dh, masks):
+        (B, T, _), (Z, P, H, X) = saved.info, saved.get("Z", "P", "H", "X")
+        Pf, Gf = saved.flat("P"), saved.flat("G")
+        L, K, D = self.L, self.K, self.D
+        act_bwd = act_backward(self.act)
+        eta, alpha, gamma, rho = self._scalars()
+        # scratch for one time step (L x K blocks), reused: it stays in cache
+        DA, DG = Z.new_empty(L, K, B, D), Z.new_empty(L, K, B, D)  # dL/da (/ eta_l), dL/dg
+        r = self.U[0].aux_width(transpose=True)
+        Y = None if r is None else Z.new_empty(L, K, B, r)
+        DAv, DGv = DA.view(L * K, B, D).unbind(0), DG.view(L * K, B, D).unbind(0)
+        Yv = (None,) * (L * K) if Y is None else Y.view(L * K, B, r).unbind(0)
+        acc_z, acc_p = Z.new_zeros(L, K, B, D), Z.new_zeros(L, K, B, D)  # sum dg z, dg p
+        acc_gamma, acc_rho = Z.new_zeros(L, B, D), Z.new_zeros(L, B, D)
+        DU = Z.new_empty(B, T, L, D)  # dL/dw / eta_l, in the layout of u
+        acc = GradAcc(self.U, K * B, Z)
+        for t in reversed(range(T)):
+            m = None if masks is None else masks[t]
+            dn = masked(dh, m)  # into the new state [S_1..S_L, z_L]
+            dprev = torch.empty_like(dn)
+            dn_l, dprev_l = dn.view(B, L + 1, D).unbind(1), dprev.view(B, L + 1, D).unbind(1)
+            H_l = H[t].view(B, L + 1, D).unbind(1)
+            dlower = None  # dL/d lower_{l+1}
+            for i in reversed(range(L)):
+                U, e, al = self.U[i], eta[i], alpha[i]
+                dS = dn_l[i]
+                j = i * K + K - 1
+                if i == L - 1:
+                    dzL = dn_l[L]
+                    dg = torch.add(dS, dzL, out=DGv[j])
+                else:
+                    acc_gamma[i].addcmul_(dlower, Gf[t * L + i])
+                    dg = torch.add(dS, dlower, alpha=gamma[i], out=DGv[j])
+                dbase = None
+                for k in reversed(range(K)):
+                    j = i * K + k
+                    da = act_bwd(dg, Pf[t * L * K + j], out=DAv[j])
+                    dz = U.mtv(da, add=dg, beta=-e * al, alpha=e, aux_out=Yv[j])
+                    if k > 0:
+                        dg = torch.add(dg, dz, out=DGv[j - 1])
+                    dbase = dz if dbase is None else dbase.add_(dz)
+                if i == L - 1:
+                    dbase.add_(dzL)
+                acc_rho[i].addcmul_(dbase, H_l[i])
+                torch.add(dS, dbase, alpha=rho[i], out=dprev_l[i])
+                dlower = dbase if dlower is None else dbase.add_(dlower)
+            dprev_l[L].zero_()  # z_L is read, never carried
+            dh = dprev if m is None else torch.where(m, dprev, dh)
+            acc_z.addcmul_(DG, Z[t])
+            acc_p.addcmul_(DG, P[t])
+            sum_blocks(DA, 1, out=DU[:, t].transpose(0, 1))  # w_l enters every Euler step
+            acc.add(DA.view(L, K * B, D), Z[t].view(L, K * B, D),
+                    None if X is None else X[t].view(L, K * B, -1),
+                    None if Y is None else Y.view(L, K * B, -1))
+        saved.release()
+        ev = torch.tensor(eta, dtype=Z.dtype, device=Z.device)
+        du = DU.mul_(ev.view(1, 1, L, 1)).view(B, T, L * D)
+        sz, sp = acc_z.sum((1, 2, 3)), acc_p.sum((1, 2, 3))
+        d_alpha = -ev * sz
+        d_eta = sp - self.cell.alpha.detach() * sz
+        dU = [g for gs in acc.result(eta) for g in gs]
+        return du, dh, [*dU, d_alpha, d_eta, acc_gamma.sum((1, 2)), acc_rho.sum((1, 2))]
 
 
 @register_cell("dirnn")

@@ -27,6 +27,19 @@ import torch
 from torch import nn
 
 from ._base import Cell, resolve_activation
+from ._fast import (
+    FastLoop,
+    GradAcc,
+    MapOps,
+    Saved,
+    act_backward,
+    act_inplace,
+    masked,
+    pad_features,
+    step_size_grad,
+    step_sizes,
+    sum_blocks,
+)
 from ._params import make_map, map_param_count
 from ._registry import register_cell
 from ._steps import append_eta, eta_count, make_eta, split_eta
@@ -94,3 +107,101 @@ class ERNN(Cell):
             a = self.V(hk) + u_t
             hk = (1 - eta[k]) * hk + eta[k] * self.phi(a + self.U(a))
         return hk
+
+    def fast_loop(self):
+        return _ERNNLoop(self)
+
+
+class _ERNNLoop(FastLoop):
+    """:meth:`ERNN.step` over a whole sequence, differentiated by hand (see :mod:`._fast`).
+
+    Per Newton step: ``a = V h + w``, ``c = a + U a``, ``p = phi(c)``,
+    ``h <- (1 - eta) h + eta p``. Saved: every step's input ``h``, ``a``, ``p`` (T, K, B, D) and
+    the maps' intermediates.
+    """
+
+    def __init__(self, cell: ERNN):
+        self.K, self.D, self.act = cell.K, cell.hidden_size, cell.hparams["activation"]
+        self.U, self.V = MapOps(cell.U), MapOps(cell.V)
+        self.eta = cell.eta
+        self.params = [*self.U.params, *self.V.params, cell.eta]
+
+    def forward(self, u, h, masks, need_grad):
+        B, T, _ = u.shape
+        K, D, U, V = self.K, self.D, self.U, self.V
+        phi = act_inplace(self.act)
+        eta = step_sizes(self.eta, T)
+        ws = u[..., :D].transpose(0, 1).unbind(0)
+        saved = None
+        if need_grad:
+            ru, rv = U.aux_width(), V.aux_width()
+            saved = Saved(u, H=(T, K, B, D), A=(T, K, B, D), P=(T, K, B, D),
+                          XU=None if ru is None else (T, K, B, ru),
+                          XV=None if rv is None else (T, K, B, rv))
+            H, A, P, XU, XV = (saved.flat(n) for n in ("H", "A", "P", "XU", "XV"))
+            saved.info = (eta, u.shape)
+            h = H[0].copy_(h)
+        n = 0  # substep t K + k
+        for t in range(T):
+            w, e = ws[t], eta[t]
+            hk = h
+            for k in range(K):
+                if need_grad:
+                    a = V.mv(hk, add=w, out=A[n], aux_out=XV[n])
+                    p = phi(U.mv(a, add=a, out=P[n], aux_out=XU[n]))
+                    nxt = H[n + 1] if k < K - 1 or (t + 1 < T and masks is None) else None
+                else:
+                    a = V.mv(hk, add=w)
+                    p = phi(U.mv(a, add=a))
+                    nxt = None
+                hk = torch.add(hk * (1.0 - e[k]), p, alpha=e[k], out=nxt)
+                n += 1
+            if masks is not None:  # padded rows keep their state
+                hk = torch.where(masks[t], hk, h, out=H[n] if need_grad and t + 1 < T else None)
+            h = hk
+        return h, saved
+
+    def backward(self, saved, dh, masks):
+        (eta, (B, T, F)), (H, P, XU, XV) = saved.info, saved.get("H", "P", "XU", "XV")
+        A = saved.get("A")[0]
+        K, D, U, V = self.K, self.D, self.U, self.V
+        act_bwd = act_backward(self.act)
+        e_tk = torch.tensor(eta, dtype=H.dtype, device=H.device).view(T, K, 1, 1)
+        # scratch for one time step, reused (it stays in cache); "/ eta": scaled per step below
+        DC, DA, DH = (H.new_empty(K, B, D) for _ in range(3))  # dL/dc, dL/da (/ eta), dL/dh^(k)
+        ru, rv = U.aux_width(transpose=True), V.aux_width(transpose=True)
+        YU = None if ru is None else H.new_empty(K, B, ru)
+        YV = None if rv is None else H.new_empty(K, B, rv)
+        DCv, DAv, DHv = DC.unbind(0), DA.unbind(0), DH.unbind(0)
+        YUv = (None,) * K if YU is None else YU.unbind(0)
+        YVv = (None,) * K if YV is None else YV.unbind(0)
+        gh, gp = H.new_empty(T, K), H.new_empty(T, K)  # <dh^(k), h^(k-1)>, <dh^(k), p_k>
+        DU = H.new_empty(B, T, D)
+        acc_u, acc_v = GradAcc([U], K * B, H), GradAcc([V], K * B, H)
+        for t in reversed(range(T)):
+            e = eta[t]
+            m = None if masks is None else masks[t]
+            dk = masked(dh, m, out=DHv[K - 1])
+            for k in reversed(range(K)):
+                dc = act_bwd(dk, P[t, k], out=DCv[k])  # / eta_k
+                da = U.mtv(dc, add=dc, out=DAv[k], aux_out=YUv[k])  # c = a + U a
+                # h^(k) = (1 - eta) h^(k-1) + eta p, a = V h^(k-1) + w
+                nxt = DHv[k - 1] if k > 0 else None
+                dk = V.mtv(da, add=dk, beta=1.0 - e[k], alpha=e[k], out=nxt, aux_out=YVv[k])
+            dh = dk if m is None else torch.where(m, dk, dh)
+            torch.linalg.vecdot(DH.view(K, -1), H[t].view(K, -1), out=gh[t])
+            torch.linalg.vecdot(DH.view(K, -1), P[t].view(K, -1), out=gp[t])
+            for blk in (DC, DA, YU, YV):
+                if blk is not None:
+                    blk.mul_(e_tk[t])
+            sum_blocks(DA, 0, out=DU[:, t])  # w enters every Newton step
+            acc_u.add(DC.view(1, K * B, D), A[t].view(1, K * B, D),
+                      None if XU is None else XU[t].view(1, K * B, -1),
+                      None if YU is None else YU.view(1, K * B, -1))
+            acc_v.add(DA.view(1, K * B, D), H[t].view(1, K * B, D),
+                      None if XV is None else XV[t].view(1, K * B, -1),
+                      None if YV is None else YV.view(1, K * B, -1))
+        saved.release()
+        d_eta = step_size_grad(self.eta, gp - gh)  # d h^(k) / d eta_k = p_k - h^(k-1)
+        return (pad_features(DU, F), dh,
+                [*acc_u.result()[0], *acc_v.result()[0], d_eta])

@@ -23,6 +23,18 @@ import torch
 from torch import nn
 
 from ._base import Cell, resolve_activation
+from ._fast import (
+    FastLoop,
+    GradAcc,
+    MapOps,
+    Saved,
+    act_backward,
+    act_inplace,
+    masked,
+    pad_features,
+    step_size_grad,
+    step_sizes,
+)
 from ._params import make_map, map_param_count
 from ._registry import register_cell
 from ._steps import append_eta, eta_count, make_eta, split_eta
@@ -80,3 +92,99 @@ class IRNN(Cell):
             s = g + h
             g = g + eta[i] * (self.phi(self.U(s) + u_t) - self.alpha * s)
         return g
+
+    def fast_loop(self):
+        return _IRNNLoop(self)
+
+
+class _IRNNLoop(FastLoop):
+    """:meth:`IRNN.step` over a whole sequence, differentiated by hand (see :mod:`._fast`).
+
+    Per Euler step: ``s = g + h`` (``s = h`` at i = 1), ``a = U s + w``, ``p = phi(a)``,
+    ``g <- g + eta (p - alpha s)``. Saved: every ``s``, ``p`` (T, K, B, D) and ``U``'s
+    intermediate. The backward reduces each time step's K blocks at once (step-size dot
+    products, ``U``'s gradients, the input gradient).
+    """
+
+    def __init__(self, cell: IRNN):
+        self.K, self.D, self.act = cell.K, cell.hidden_size, cell.hparams["activation"]
+        self.U = MapOps(cell.U)
+        self.eta, self.alpha = cell.eta, cell.alpha
+        self.params = [*self.U.params, cell.alpha, cell.eta]
+
+    def forward(self, u, h, masks, need_grad):
+        B, T, _ = u.shape
+        K, D, U = self.K, self.D, self.U
+        phi = act_inplace(self.act)
+        eta, alpha = step_sizes(self.eta, T), float(self.alpha)
+        ws = u[..., :D].transpose(0, 1).unbind(0)
+        saved = None
+        if need_grad:
+            r = U.aux_width()
+            saved = Saved(u, S=(T, K, B, D), P=(T, K, B, D), X=None if r is None else (T, K, B, r))
+            S, P, X = (saved.flat(n) for n in ("S", "P", "X"))
+            saved.info = (eta, alpha, u.shape)
+            h = S[0].copy_(h)
+        n = 0  # substep t * K + i
+        for t in range(T):
+            w, e = ws[t], eta[t]
+            g = None
+            for i in range(K):
+                if need_grad:
+                    s = h if i == 0 else torch.add(g, h, out=S[n])
+                    a = U.mv(s, add=w, out=P[n], aux_out=X[n])
+                else:
+                    s = h if i == 0 else g + h
+                    a = U.mv(s, add=w)
+                p = phi(a)
+                q = torch.add(p, s, alpha=-alpha)
+                g = q.mul_(e[0]) if i == 0 else g.add_(q, alpha=e[i])
+                n += 1
+            nxt = S[n] if need_grad and t + 1 < T else None
+            if masks is not None:  # padded rows keep their state
+                h = torch.where(masks[t], g, h, out=nxt)
+            else:
+                h = g if nxt is None else nxt.copy_(g)
+        return h, saved
+
+    def backward(self, saved, dh, masks):
+        (eta, alpha, (B, T, F)), (S, P, X) = saved.info, saved.get("S", "P", "X")
+        K, D, U = self.K, self.D, self.U
+        act_bwd = act_backward(self.act)
+        e_tk = torch.tensor(eta, dtype=S.dtype, device=S.device).view(T, K, 1, 1)
+        # scratch for one time step, reused (it stays in cache)
+        DA, DG = S.new_empty(K, B, D), S.new_empty(K, B, D)  # dL/da_i (/ eta_i), dL/dg_i
+        r = U.aux_width(transpose=True)
+        Y = None if r is None else S.new_empty(K, B, r)
+        DAv, DGv = DA.unbind(0), DG.unbind(0)
+        Yv = (None,) * K if Y is None else Y.unbind(0)
+        gs, gp = S.new_empty(T, K), S.new_empty(T, K)  # <dg_i, s_i>, <dg_i, p_i>
+        DU = S.new_empty(T, B, D)
+        acc = GradAcc([U], K * B, S)
+        for t in reversed(range(T)):
+            e = eta[t]
+            m = None if masks is None else masks[t]
+            dg = masked(dh, m, out=DGv[K - 1])
+            dsum = None
+            for i in reversed(range(K)):
+                da = act_bwd(dg, P[t, i], out=DAv[i])
+                # ds = eta (U^T da - alpha dg): the gradient of s_i = g_{i-1} + h
+                ds = U.mtv(da, add=dg, beta=-e[i] * alpha, alpha=e[i], aux_out=Yv[i])
+                if i > 0:
+                    dg = torch.add(dg, ds, out=DGv[i - 1])
+                dsum = ds if dsum is None else dsum.add_(ds)
+            dh = dsum if m is None else torch.where(m, dsum, dh)
+            torch.linalg.vecdot(DG.view(K, -1), S[t].view(K, -1), out=gs[t])
+            torch.linalg.vecdot(DG.view(K, -1), P[t].view(K, -1), out=gp[t])
+            DA.mul_(e_tk[t])  # dL/da_i
+            if Y is not None:
+                Y.mul_(e_tk[t])
+            torch.sum(DA, 0, out=DU[t])  # a_i = U s_i + w for every i
+            acc.add(DA.view(1, K * B, D), S[t].view(1, K * B, D),
+                    None if X is None else X[t].view(1, K * B, -1),
+                    None if Y is None else Y.view(1, K * B, -1))
+        saved.release()
+        e_tk = e_tk.view(T, K)
+        d_alpha = -(e_tk * gs).sum()
+        d_eta = step_size_grad(self.eta, gp - alpha * gs)
+        return pad_features(DU.transpose(0, 1), F), dh, [*acc.result()[0], d_alpha, d_eta]

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ._base import Cell, resolve_activation
+from ._fast import FastLoop, Saved, act_backward, act_inplace, masked
 from ._params import make_map
 from ._registry import register_cell
 
@@ -76,3 +77,46 @@ class SRNN(Cell):
 
     def step(self, u_t, h):
         return self.phi(shift(h) + u_t)
+
+    def fast_loop(self):
+        return _SRNNLoop(self)
+
+
+class _SRNNLoop(FastLoop):
+    """:meth:`SRNN.step` over a whole sequence, differentiated by hand (see :mod:`._fast`): no
+    recurrent parameters, so the backward is ``du_t = phi'(.) dh_t``, ``dh_{t-1} = roll(du_t, -1)``.
+    Saved: every state (T, B, D)."""
+
+    params: list = []
+
+    def __init__(self, cell: SRNN):
+        self.act = cell.hparams["activation"]
+
+    def forward(self, u, h, masks, need_grad):
+        B, T, D = u.shape
+        phi = act_inplace(self.act)
+        us = u.transpose(0, 1).unbind(0)
+        saved = None
+        if need_grad:
+            saved = Saved(u, H=(T, B, D))
+            Hs = saved.flat("H")
+        for t in range(T):
+            o = Hs[t] if need_grad and masks is None else None
+            hn = phi(torch.add(torch.roll(h, 1, 1), us[t], out=o))
+            if masks is not None:
+                hn = torch.where(masks[t], hn, h, out=Hs[t] if need_grad else None)
+            h = hn
+        return h, saved
+
+    def backward(self, saved, dh, masks):
+        H = saved.get("H")[0]
+        T, B, D = H.shape
+        act_bwd = act_backward(self.act)
+        DU = H.new_empty(B, T, D)
+        for t in reversed(range(T)):
+            m = None if masks is None else masks[t]
+            du = act_bwd(masked(dh, m), H[t], out=DU[:, t])
+            dprev = torch.roll(du, -1, 1)
+            dh = dprev if m is None else torch.where(m, dprev, dh)
+        saved.release()
+        return DU, dh, []

@@ -49,6 +49,19 @@ import torch
 from torch import nn
 
 from ._base import Cell, resolve_activation
+from ._fast import (
+    FastLoop,
+    GradAcc,
+    MapOps,
+    Saved,
+    StackedMaps,
+    act_backward,
+    act_inplace,
+    masked,
+    pad_features,
+    step_size_grad,
+    step_sizes,
+)
 from ._params import make_map, map_param_count
 from ._registry import register_cell
 from ._steps import append_eta, eta_count, make_eta, split_eta
@@ -149,6 +162,9 @@ class TARNN(Cell):
             z = (1 - eta[k]) * z + eta[k] * (self.phi(self.U1(z) + arg) - z + c)
         return (1 - beta) * h + beta * z
 
+    def fast_loop(self):
+        return _TARNNLoop(self)
+
     def regularization(self):
         if self.reg_gamma1 == 0.0 and self.reg_gamma2 == 0.0:
             return super().regularization()
@@ -160,3 +176,150 @@ class TARNN(Cell):
             a = self.B2.matrix() - eye
             b = self.U1.matrix() + self.U2.matrix()
         return self.reg_gamma1 * (a**2).sum() + self.reg_gamma2 * (b**2).sum()
+
+
+_SIGMOID_BWD = torch.ops.aten.sigmoid_backward.grad_input
+
+
+class _TARNNLoop(FastLoop):
+    """:meth:`TARNN.step` over a whole sequence, differentiated by hand (see :mod:`._fast`).
+
+    The three maps of ``h_{t-1}`` (paper: ``Us, B2, W2``; code: ``U2, B2, Ug``) run as one
+    ``(B, 3D)`` product, in the column order of :meth:`TARNN.prepare`. Per Euler step
+    ``p = phi(U z + wu)``, ``q = p - z + c`` and
+
+    * paper: ``z <- z + eta beta q`` (``h_t = z_K``);
+    * code: ``z <- (1 - eta) z + eta q`` (``h_t = h + beta (z_K - h)``).
+
+    Saved: every ``z`` (T, K + 1, B, D), ``p``, ``q`` (T, K, B, D), ``beta`` (T, B, D) and ``U``'s
+    intermediate.
+    """
+
+    def __init__(self, cell: TARNN):
+        self.K, self.D, self.act = cell.K, cell.hidden_size, cell.hparams["activation"]
+        self.paper = cell.variant == "paper"
+        names = ("Us", "B2", "W2") if self.paper else ("U2", "B2", "Ug")
+        self.pre = StackedMaps([getattr(cell, n) for n in names])
+        self.U = MapOps(cell.U if self.paper else cell.U1)
+        self.eta = cell.eta
+        self.params = [*self.pre.params, *self.U.params, cell.eta]
+
+    def forward(self, u, h, masks, need_grad):
+        B, T, _ = u.shape
+        K, D, U = self.K, self.D, self.U
+        phi = act_inplace(self.act)
+        eta = step_sizes(self.eta, T)
+        us = u[..., :3 * D].transpose(0, 1).unbind(0)
+        saved = None
+        if need_grad:
+            r = U.aux_width()
+            saved = Saved(u, Z=(T, K + 1, B, D), P=(T, K, B, D), Q=(T, K, B, D),
+                          BETA=(T, B, D), X=None if r is None else (T, K, B, r))
+            Zt, P, Q, X = saved.flat("Z"), *(saved.flat(n) for n in ("P", "Q", "X"))
+            BETA = saved.get("BETA")[0]
+            saved.info = (eta, u.shape)
+        n = 0  # substep t K + k
+        for t in range(T):
+            e = eta[t]
+            if need_grad:
+                h = Zt[t * (K + 1)].copy_(h)
+            pre = self.pre.mv(h, add=us[t])
+            if self.paper:
+                beta = torch.sigmoid(pre[:, :D], out=BETA[t] if need_grad else None)
+                c, wu = pre[:, D:2 * D], pre[:, 2 * D:]
+            else:
+                wu, c = pre[:, :D], pre[:, D:2 * D].sub_(h)
+                beta = torch.sigmoid(pre[:, 2 * D:], out=BETA[t] if need_grad else None)
+            z = h
+            for k in range(K):
+                j = t * (K + 1) + k + 1  # z_{k+1}
+                if need_grad:
+                    p = phi(U.mv(z, add=wu, out=P[n], aux_out=X[n]))
+                    q = torch.sub(p, z, out=Q[n]).add_(c)
+                else:
+                    q = torch.sub(phi(U.mv(z, add=wu)), z).add_(c)
+                zo = Zt[j] if need_grad else None
+                if self.paper:
+                    z = torch.addcmul(z, beta, q, value=e[k], out=zo)
+                else:
+                    z = torch.add(z * (1.0 - e[k]), q, alpha=e[k], out=zo)
+                n += 1
+            hn = z if self.paper else torch.lerp(h, z, beta)
+            if masks is not None:  # padded rows keep their state
+                hn = torch.where(masks[t], hn, h)
+            h = hn
+        return h, saved
+
+    def backward(self, saved, dh, masks):
+        (eta, (B, T, F)), (Z, P, Q, BETA, X) = saved.info, saved.get("Z", "P", "Q", "BETA", "X")
+        K, D, U = self.K, self.D, self.U
+        act_bwd = act_backward(self.act)
+        e_tk = torch.tensor(eta, dtype=Z.dtype, device=Z.device).view(T, K, 1, 1)
+        # scratch for one time step (K blocks), reused: it stays in cache
+        DA, DZ = Z.new_empty(K, B, D), Z.new_empty(K, B, D)  # dL/da (/ eta), dL/dz_{k+1}
+        TMP = Z.new_empty(K, B, D) if self.paper else None  # beta dL/dz_{k+1}
+        r = U.aux_width(transpose=True)
+        Y = None if r is None else Z.new_empty(K, B, r)
+        DAv, DZv = DA.unbind(0), DZ.unbind(0)
+        TMPv = TMP.unbind(0) if TMP is not None else None
+        Yv = (None,) * K if Y is None else Y.unbind(0)
+        r1, r2 = Z.new_empty(T, K), Z.new_empty(T, K)  # for the step sizes
+        DPRE = Z.new_empty(B, T, 3 * D)  # dL/du: [beta, c, wu] (paper) / [wu, c, beta] (code)
+        acc = GradAcc([U], K * B, Z)
+        for t in reversed(range(T)):
+            e, beta, h = eta[t], BETA[t], Z[t, 0]
+            m = None if masks is None else masks[t]
+            dn = masked(dh, m)
+            dpre = DPRE[:, t]
+            if self.paper:
+                dbeta, dc, dwu = dpre[:, :D], dpre[:, D:2 * D], dpre[:, 2 * D:]
+                dz = dn
+            else:
+                dwu, dc, dbeta = dpre[:, :D], dpre[:, D:2 * D], dpre[:, 2 * D:]
+                dz = torch.mul(dn, beta, out=DZv[K - 1])  # h_t = h + beta (z_K - h)
+                gbeta = dn * (Z[t, K] - h)
+                direct = dn - dz  # (1 - beta) dh_t
+            for k in reversed(range(K)):
+                q = Q[t, k]
+                if self.paper:  # z_{k+1} = z_k + eta beta q_k
+                    tq = torch.mul(dz, beta, out=TMPv[k])  # dL/dq / eta
+                    if k == K - 1:
+                        gbeta = torch.mul(dz, q).mul_(e[k])
+                    else:
+                        gbeta.addcmul_(dz, q, value=e[k])
+                else:  # z_{k+1} = (1 - eta) z_k + eta q_k
+                    tq = dz
+                da = act_bwd(tq, P[t, k], out=DAv[k])
+                if k == K - 1:
+                    torch.mul(tq, e[k], out=dc)
+                    torch.mul(da, e[k], out=dwu)
+                else:
+                    dc.add_(tq, alpha=e[k])
+                    dwu.add_(da, alpha=e[k])
+                nxt = DZv[k - 1] if k > 0 else None
+                if self.paper:  # dz_k = dz - eta tq + eta U^T da
+                    dz = U.mtv(da, add=torch.add(dz, tq, alpha=-e[k]), alpha=e[k], out=nxt,
+                               aux_out=Yv[k])
+                else:  # dz_k = (1 - 2 eta) dz + eta U^T da
+                    dz = U.mtv(da, add=dz, beta=1.0 - 2.0 * e[k], alpha=e[k], out=nxt,
+                               aux_out=Yv[k])
+            _SIGMOID_BWD(gbeta, beta, grad_input=dbeta)
+            if self.paper:
+                dprev = self.pre.mtv(dpre, dz, h)  # z_0 = h
+                torch.linalg.vecdot(TMP.view(K, -1), Q[t].view(K, -1), out=r1[t])
+                r2[t] = 0.0
+            else:  # c = B2 h + .. - h
+                dprev = self.pre.mtv(dpre, dz.add_(direct).sub_(dc), h)
+                torch.linalg.vecdot(DZ.view(K, -1), Q[t].view(K, -1), out=r1[t])
+                torch.linalg.vecdot(DZ.view(K, -1), Z[t, :K].reshape(K, -1), out=r2[t])
+            dh = dprev if m is None else torch.where(m, dprev, dh)
+            DA.mul_(e_tk[t])
+            if Y is not None:
+                Y.mul_(e_tk[t])
+            acc.add(DA.view(1, K * B, D), Z[t, :K].reshape(1, K * B, D),
+                    None if X is None else X[t].view(1, K * B, -1),
+                    None if Y is None else Y.view(1, K * B, -1))
+        saved.release()
+        d_eta = step_size_grad(self.eta, r1 - r2)
+        return (pad_features(DPRE, F), dh,
+                [*self.pre.result(Z), *acc.result()[0], d_eta])

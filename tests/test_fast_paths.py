@@ -1,0 +1,225 @@
+"""Fast paths against the ground truth: every cell's fused time loop (``Cell.fast_loop``, CPU) and
+the GPU kernels (``seqeq.cells._triton``, CUDA only) must give the ``step`` loop's outputs and
+gradients -- w.r.t. the inputs, the initial state and every parameter -- up to float rounding.
+
+Float64, every registered cell with each of its ``example_hparams``, equal and unequal lengths.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+from seqeq.cells import Cell, create_cell, get_cell_class, list_cells
+from seqeq.cells._fast import WORKSPACE, fast_loops_enabled, use_fast_loops
+from seqeq.models import ModelSpec, build_model
+
+D_IN, D_H = 4, 6
+CASES = [(name, hp) for name in list_cells() for hp in get_cell_class(name).example_hparams()]
+IDS = [f"{name}-{i}" for name in list_cells()
+       for i, _ in enumerate(get_cell_class(name).example_hparams())]
+#: cells that train through torch's fused kernels and so need no loop of their own
+FUSED = {"gru", "lstm", "rnn"}
+
+
+def perturbed(name, hp, d=D_IN, D=D_H, seed=0, dtype=torch.float64, device="cpu") -> Cell:
+    """A cell with every parameter moved off its init (no zero biases, no ties, eta != 0.01)."""
+    torch.manual_seed(seed)
+    cell = create_cell(name, d, D, **hp).to(device=device, dtype=dtype)
+    g = torch.Generator().manual_seed(seed + 1)
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.add_(0.2 * torch.randn(p.shape, generator=g, dtype=dtype).to(device))
+    return cell
+
+
+def run(cell, x, lengths, h0, fast: bool):
+    """(readout, grads w.r.t. x, h0 and every parameter) of a random projection of the output."""
+    with use_fast_loops(fast):
+        out = cell.forward_sequence(x, lengths, h0)
+    w = torch.randn(out.shape, generator=torch.Generator().manual_seed(5), dtype=out.dtype)
+    params = list(cell.parameters())
+    grads = torch.autograd.grad((out * w.to(out.device)).sum(), [x, h0, *params],
+                                allow_unused=True)
+    return out.detach(), [torch.zeros_like(t) if g is None else g
+                          for g, t in zip(grads, [x, h0, *params], strict=True)]
+
+
+def assert_same(cell, x, lengths, h0, rtol=1e-9, atol=1e-11):
+    out_f, g_f = run(cell, x, lengths, h0, True)
+    out_r, g_r = run(cell, x, lengths, h0, False)
+    torch.testing.assert_close(out_f, out_r, rtol=rtol, atol=atol)
+    names = ["x", "h0"] + [n for n, _ in cell.named_parameters()]
+    for n, a, b in zip(names, g_f, g_r, strict=True):
+        scale = float(b.abs().max()) if b.numel() else 0.0
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol + rtol * scale, msg=n)
+
+
+def inputs(cell, B=3, T=7, seed=2, device="cpu", dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(B, T, cell.input_size, generator=g, dtype=dtype).to(device)
+    h0 = 0.3 * torch.randn(B, cell.state_size, generator=g, dtype=dtype).to(device)
+    return x.requires_grad_(), h0.requires_grad_()
+
+
+@pytest.mark.parametrize(("name", "hp"), CASES, ids=IDS)
+@pytest.mark.parametrize("lengths", [None, [7, 3, 1]], ids=["full", "unequal"])
+def test_fast_loop_matches_step_loop(name, hp, lengths):
+    cell = perturbed(name, hp)
+    x, h0 = inputs(cell)
+    assert_same(cell, x, None if lengths is None else torch.tensor(lengths), h0)
+
+
+@pytest.mark.parametrize("name", [n for n in list_cells() if n not in FUSED])
+def test_every_seed_cell_has_a_fast_loop_that_never_calls_step(name, monkeypatch):
+    for hp in get_cell_class(name).example_hparams():
+        cell = perturbed(name, hp)
+        assert cell.fast_loop() is not None, (name, hp)
+        x, h0 = inputs(cell)
+        ref = cell.reference_sequence(x, torch.tensor([7, 2, 5]), h0)
+
+        def boom(*_a, **_k):
+            raise AssertionError("the fast path fell back to the step loop")
+
+        monkeypatch.setattr(cell, "step", boom)
+        torch.testing.assert_close(cell.forward_sequence(x, torch.tensor([7, 2, 5]), h0), ref,
+                                   rtol=1e-9, atol=1e-11)
+        monkeypatch.undo()
+
+
+@pytest.mark.parametrize(("name", "hp"), CASES, ids=IDS)
+def test_inference_path_matches(name, hp):
+    """Under no_grad the loop keeps nothing for a backward; same numbers."""
+    cell = perturbed(name, hp)
+    x, h0 = inputs(cell, B=2, T=5)
+    with torch.no_grad():
+        fast = cell.forward_sequence(x, None, h0)
+        with use_fast_loops(False):
+            ref = cell.forward_sequence(x, None, h0)
+    torch.testing.assert_close(fast, ref, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", ["irnn", "tinyrnn", "tarnn", "ernn"])
+@pytest.mark.parametrize(("B", "T"), [(1, 1), (1, 9), (5, 1)])
+def test_edge_shapes(name, B, T):
+    cell = perturbed(name, {"K": 2})
+    x, h0 = inputs(cell, B=B, T=T)
+    assert_same(cell, x, None, h0)
+
+
+def test_two_forwards_before_one_backward():
+    """Recycled buffers are only reused after the backward that reads them (gradient
+    accumulation over two batches must see both batches' saved tensors)."""
+    for name in ("irnn", "dirnn", "tarnn"):
+        cell = perturbed(name, {"K": 2})
+        grads = []
+        for fast in (True, False):
+            cell.zero_grad()
+            with use_fast_loops(fast):
+                a = cell.forward_sequence(inputs(cell, seed=3)[0]).pow(2).sum()
+                b = cell.forward_sequence(inputs(cell, seed=4)[0]).sin().sum()
+            (a + b).backward()
+            grads.append([p.grad.clone() for p in cell.parameters()])
+        for gf, gr in zip(*grads, strict=True):
+            torch.testing.assert_close(gf, gr, rtol=1e-9, atol=1e-11)
+
+
+def test_workspace_buffers_are_recycled():
+    cell = perturbed("irnn", {"K": 3})
+    x, h0 = inputs(cell, B=4, T=16)
+    cell.forward_sequence(x, None, h0).sum().backward()
+    free = list(WORKSPACE._free)
+    assert free, "the backward handed its buffers back"
+    ids = {t.data_ptr() for t in free}
+    cell.forward_sequence(x, None, h0).sum().backward()
+    assert ids & {t.data_ptr() for t in WORKSPACE._free}
+
+
+def test_training_steps_match_reference():
+    """A few Adam steps of a whole model: the same trajectory either way (float64)."""
+    spec = ModelSpec("tinyrnn", D_IN, D_H, 3, {"L": 2, "K": 2})
+    x = torch.randn(8, 9, D_IN, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    y = torch.arange(8) % 3
+    lengths = torch.tensor([9, 9, 4, 7, 9, 2, 9, 5])
+    states = []
+    for fast in (True, False):
+        torch.manual_seed(0)
+        model = build_model(spec).double()
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        with use_fast_loops(fast):
+            for _ in range(5):
+                loss = torch.nn.functional.cross_entropy(model(x, lengths), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+        states.append(model.state_dict())
+    for k in states[0]:
+        torch.testing.assert_close(states[0][k], states[1][k], rtol=1e-9, atol=1e-11, msg=k)
+
+
+def test_switch_restores_state():
+    assert fast_loops_enabled()
+    with use_fast_loops(False):
+        assert not fast_loops_enabled()
+        with use_fast_loops(True):
+            assert fast_loops_enabled()
+        assert not fast_loops_enabled()
+    assert fast_loops_enabled()
+
+
+def test_traced_export_path_uses_step():
+    """Tracing (ONNX export, torch.jit.trace) follows the step loop, never the fast loop."""
+    class Seq(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.cell = perturbed("irnn", {"K": 2}, dtype=torch.float32)
+
+        def forward(self, v):
+            return self.cell.forward_sequence(v)
+
+    m, x = Seq(), torch.randn(2, 5, D_IN)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit.trace is deprecated; the exporter still uses it
+        traced = torch.jit.trace(m, (x,), check_trace=False)
+    graph = str(traced.graph)
+    assert "prim::PythonOp" not in graph  # no opaque autograd.Function: the loop is unrolled
+    assert graph.count("aten::relu") == 2 * 5  # K x T Euler steps of the step loop
+    torch.testing.assert_close(traced(x), m.cell.reference_sequence(x))
+
+
+# ---- GPU: the Triton kernels and CUDA-graph fallback (skipped without CUDA) ------------------
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize(("name", "hp"), CASES, ids=IDS)
+@pytest.mark.parametrize("lengths", [None, [7, 3, 1]], ids=["full", "unequal"])
+def test_gpu_path_matches_step_loop(name, hp, lengths):
+    """Whatever path a cell takes on the GPU (Triton kernel, CUDA graph, fast loop), float64."""
+    cell = perturbed(name, hp, device="cuda")
+    x, h0 = inputs(cell, device="cuda")
+    lt = None if lengths is None else torch.tensor(lengths, device="cuda")
+    assert_same(cell, x, lt, h0)
+
+
+@pytest.mark.gpu
+@cuda
+@pytest.mark.parametrize("K", [1, 2, 3])
+@pytest.mark.parametrize("u_kind", ["dense", "lowrank", "permdiag"])
+@pytest.mark.parametrize("activation", ["relu", "tanh"])
+def test_triton_irnn_kernel_float32(K, u_kind, activation):
+    """The fused iRNN kernel itself, float32 at a training shape, against the step loop."""
+    pytest.importorskip("triton")
+    from seqeq.cells import _triton
+
+    hp = {"K": K, "u_kind": u_kind, "activation": activation}
+    if u_kind == "lowrank":
+        hp["u_rank"] = 4
+    cell = perturbed("irnn", hp, d=9, D=80, dtype=torch.float32, device="cuda")
+    assert _triton.supports(cell), hp
+    x, h0 = inputs(cell, B=64, T=50, device="cuda", dtype=torch.float32)
+    lt = torch.randint(1, 51, (64,), device="cuda")
+    assert_same(cell, x, lt, h0, rtol=2e-4, atol=2e-5)
