@@ -310,7 +310,28 @@ def report(
 
 
 def main() -> None:
-    app()
+    """Console entry point: usage errors, too, are one line and exit code 2."""
+    try:  # typer >= 0.16 vendors click as typer._click
+        from typer._click.exceptions import NoArgsIsHelpError, UsageError
+    except ImportError:  # pragma: no cover - older typer
+        from click.exceptions import NoArgsIsHelpError, UsageError
+
+    try:
+        rv = app(standalone_mode=False)
+    except NoArgsIsHelpError as e:
+        typer.echo(e.ctx.get_help())
+        sys.exit(0)
+    except UsageError as e:
+        cmd = e.ctx.command_path if e.ctx is not None else "seqeq"
+        msg = " ".join(e.format_message().split()).rstrip(".")
+        typer.echo(f"error: {msg}. See `{cmd} --help`", err=True)
+        sys.exit(2)
+    except typer.Exit as e:
+        sys.exit(e.exit_code)
+    except (typer.Abort, KeyboardInterrupt):
+        typer.echo("interrupted", err=True)
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)
 
 
 if __name__ == "__main__":

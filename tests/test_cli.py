@@ -122,3 +122,16 @@ def test_sklearn_estimator_on_unequal_length_lists(tmp_path, walks):
     assert 0.0 <= clf.score(X, y) <= 1.0
     clf.set_params(trials=1)
     assert clf.get_params()["trials"] == 1
+
+
+@pytest.mark.parametrize("args", [["fit"], ["fit", "x.csv", "--bogus"], ["nope"],
+                                  ["bench", "har2", "--budget-kb", "abc"]])
+def test_usage_errors_are_one_line_exit_2(args):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "seqeq.cli", *args], capture_output=True, text=True)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
