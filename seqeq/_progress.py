@@ -43,7 +43,8 @@ class SearchProgress:
             return
         trials = study.get_trials(deepcopy=False)
         done = [t for t in trials if t.state in FINISHED]
-        best = [t for t in done if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
+        best = [t for t in done
+                if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
         desc = ""
         if best:
             b = max(best, key=lambda t: t.value)

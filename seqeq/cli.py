@@ -76,6 +76,9 @@ Resume = Annotated[bool, typer.Option(help="Continue the interrupted search in -
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing run in --out.")]
 Quantize = Annotated[str | None, typer.Option(help="int8: budget and export 8-bit weights.")]
 Pruner = Annotated[str, typer.Option(help="median | hyperband | none.")]
+TrialTimeout = Annotated[float | None, typer.Option(
+    "--trial-timeout", help="Stop one trial's training after this many seconds (default: a "
+    "third of --timeout, else none).")]
 Quiet = Annotated[bool, typer.Option(help="No progress output.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
@@ -143,6 +146,7 @@ def fit(
     overwrite: Overwrite = False,
     quantize: Quantize = None,
     pruner: Pruner = "median",
+    trial_timeout: TrialTimeout = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ):
@@ -160,7 +164,8 @@ def fit(
                       **_search_opts(cells=cells, metric=metric, epochs=epochs,
                                      final_seeds=final_seeds, device=device, storage=storage,
                                      study_name=study_name, workers=workers, resume=resume,
-                                     overwrite=overwrite, quantize=quantize, pruner=pruner))
+                                     overwrite=overwrite, quantize=quantize, pruner=pruner,
+                                     trial_timeout=trial_timeout))
         _print_result(res, as_json)
         if res.extra.get("interrupted"):
             raise typer.Exit(130)
@@ -174,8 +179,9 @@ def bench(
     timeout: Timeout = None,
     seed: Seed = 0,
     out: Out = None,
-    data_dir: Annotated[str | None, typer.Option("--data-dir", help="Data directory (default "
-                                                 "$SEQEQ_DATA_DIR or ~/.cache/seqeq/data).")] = None,
+    data_dir: Annotated[str | None, typer.Option(
+        "--data-dir", help="Data directory (default $SEQEQ_DATA_DIR or ~/.cache/seqeq/data).")
+    ] = None,
     cells: Cells = None,
     metric: Metric = "accuracy",
     epochs: Epochs = 25,
@@ -188,6 +194,7 @@ def bench(
     overwrite: Overwrite = False,
     quantize: Quantize = None,
     pruner: Pruner = "median",
+    trial_timeout: TrialTimeout = None,
     quiet: Quiet = False,
     as_json: AsJson = False,
 ):
@@ -203,7 +210,8 @@ def bench(
                         **_search_opts(cells=cells, metric=metric, epochs=epochs,
                                        final_seeds=final_seeds, device=device, storage=storage,
                                        study_name=study_name, workers=workers, resume=resume,
-                                       overwrite=overwrite, quantize=quantize, pruner=pruner))
+                                       overwrite=overwrite, quantize=quantize, pruner=pruner,
+                                     trial_timeout=trial_timeout))
         _print_result(res, as_json)
         if res.extra.get("interrupted"):
             raise typer.Exit(130)

@@ -97,9 +97,11 @@ class SearchConfig:
             raise SeqeqError(f"--timeout must be a positive number of seconds, got "
                              f"{self.timeout}", "Give e.g. --timeout 600, or leave it out")
         if self.metric not in METRICS:
-            raise SeqeqError(f"unknown --metric {self.metric!r}", f"Use one of: {', '.join(METRICS)}")
+            raise SeqeqError(f"unknown --metric {self.metric!r}",
+                             f"Use one of: {', '.join(METRICS)}")
         if self.pruner not in PRUNERS:
-            raise SeqeqError(f"unknown --pruner {self.pruner!r}", f"Use one of: {', '.join(PRUNERS)}")
+            raise SeqeqError(f"unknown --pruner {self.pruner!r}",
+                             f"Use one of: {', '.join(PRUNERS)}")
         if self.final_seeds < 1:
             raise SeqeqError(f"--final-seeds must be at least 1, got {self.final_seeds}",
                              "Give e.g. --final-seeds 3")

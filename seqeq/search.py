@@ -37,7 +37,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 CHECKPOINT = "checkpoint"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 LR_RANGE = (1e-3, 3e-2)
-BATCH_SIZES = (32, 64, 128)
+BATCH_SIZES = (64, 128, 256)
 
 
 @dataclass
@@ -129,7 +129,8 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         batch_size = trial.suggest_categorical("batch_size", list(BATCH_SIZES))
         tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=cfg.epochs, patience=cfg.patience,
                            device=ctx.device, seed=cfg.seed + trial.number,
-                           max_seconds=cfg.trial_timeout)
+                           max_seconds=cfg.trial_timeout or (cfg.timeout / 3 if cfg.timeout
+                                                             else None))
         size = spec_size_bytes(spec, cfg.bytes_per_param)
         trial.set_user_attr("spec", spec.to_dict())
         trial.set_user_attr("size_bytes", size)

@@ -178,7 +178,11 @@ def train_model(
         model.train()
         perm = torch.randperm(tr.n, generator=gen).to(device)
         total_loss, seen = 0.0, 0
+        out_of_time = False
         for i in range(0, tr.n, cfg.batch_size):
+            if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+                out_of_time = True  # validate what we have, then stop
+                break
             x, L, y = tr.batch(perm[i : i + cfg.batch_size])
             loss = loss_fn(model(x, L), y)
             reg = getattr(model, "regularization", None)
@@ -199,12 +203,13 @@ def train_model(
         if va is not None:
             pred = predict_logits(model, va, device=device).argmax(1)
             rec["val_score"] = score(va.y.cpu().numpy(), pred, metric)
-            # ties go to the later epoch: more training at the same validation score
-            if res.best_val is None or rec["val_score"] >= res.best_val:
-                res.best_val, res.best_epoch, since_best = rec["val_score"], epoch, 0
+            improved = res.best_val is None or rec["val_score"] > res.best_val
+            # ties go to the later epoch (more training at the same validation score), but only
+            # a strict improvement resets the patience counter
+            if improved or rec["val_score"] == res.best_val:
+                res.best_val, res.best_epoch = rec["val_score"], epoch
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-            else:
-                since_best += 1
+            since_best = 0 if improved else since_best + 1
         rec["seconds"] = time.perf_counter() - t0
         res.history.append(rec)
         res.epochs_run = epoch
@@ -212,7 +217,9 @@ def train_model(
             on_epoch(epoch, rec)
         if rec.get("diverged") or (va is not None and cfg.patience and since_best >= cfg.patience):
             break
-        if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
+        if out_of_time or (cfg.max_seconds is not None
+                           and time.perf_counter() - t0 > cfg.max_seconds):
+            rec["out_of_time"] = True
             break
     if best_state is not None:
         model.load_state_dict(best_state)

@@ -6,13 +6,15 @@ from ._space import (
     D_MIN,
     Dim,
     Family,
-    families as list_families,
     feasible_cells,
     get_family,
     register_family,
     size_of,
     smallest_size,
     suggest_spec,
+)
+from ._space import (
+    families as list_families,
 )
 
 __all__ = [

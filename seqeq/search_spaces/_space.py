@@ -100,9 +100,9 @@ def _completion(fam: Family, chosen: dict, start: int) -> dict:
 
 
 def _cell_kwargs(fam: Family, hp: dict) -> dict:
-    from ..cells import get_cell_class
-
     import inspect
+
+    from ..cells import get_cell_class
 
     params = inspect.signature(get_cell_class(fam.cell).__init__).parameters
     out = {k: v for k, v in {**dict(fam.fixed), **hp}.items() if k in params}
@@ -167,8 +167,8 @@ def suggest_spec(trial, cell: str, d: int, C: int, budget: int, bpp: int = 4) ->
             continue
         pname = f"{cell}.{dim.name}"
 
-        def fits(value, base):  # with every dimension not in ``base`` at its cheapest
-            return _fits(fam, d, C, _completion(fam, {**base, dim.name: value}, 0), budget, bpp)
+        def fits(value, base, name=dim.name):  # every dimension not in ``base`` at its cheapest
+            return _fits(fam, d, C, _completion(fam, {**base, name: value}, 0), budget, bpp)
 
         if dim.kind == "cat":
             choices = [c for c in dim.choices if fits(c, {})]
