@@ -1,0 +1,54 @@
+"""The full seqeq search on a benchmark (HAR-2 by default) at one or more budgets.
+
+Each budget runs ``seqeq bench`` end to end (search on a subject-grouped validation split, retrain
+on train+validation with 3 seeds, test once) and prints one row for benchmarks/RESULTS.md: best
+cell, size, test accuracy mean ± std over the final seeds, wall time, trials run/pruned, device.
+
+    python benchmarks/search_har2.py --budget-kb 20 --trials 8
+    python benchmarks/search_har2.py --budget-kb 2 --quantize int8 --trials 8
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import seqeq
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--benchmark", default="har2")
+    ap.add_argument("--budget-kb", type=float, nargs="+", default=[20.0])
+    ap.add_argument("--trials", type=int, default=8)
+    ap.add_argument("--timeout", type=float, default=None)
+    ap.add_argument("--quantize", default=None, choices=[None, "int8"])
+    ap.add_argument("--cells", default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default="runs/bench")
+    args = ap.parse_args()
+    rows = []
+    for b in args.budget_kb:
+        tag = f"{args.benchmark}-{b:g}kb{'-int8' if args.quantize else ''}-s{args.seed}"
+        res = seqeq.bench(args.benchmark, budget_kb=b, trials=args.trials, timeout=args.timeout,
+                          seed=args.seed, out=Path(args.out) / tag, quantize=args.quantize,
+                          cells=args.cells, quiet=False, overwrite=True)
+        rep = json.loads(Path(res.report_json).read_text())
+        spec = res.best_spec
+        row = (f"| {args.benchmark} | {b:g}{' (int8)' if args.quantize else ''} | "
+               f"{spec['cell']} D={spec['hidden_size']} {spec['cell_kwargs']} | "
+               f"{res.size_kib:.2f} | {100 * res.test_mean:.2f} ± {100 * res.test_std:.2f} | "
+               f"{res.seconds / 60:.1f} min | {res.n_trials} / {res.n_pruned} | "
+               f"{rep['device']} ({platform.processor() or platform.machine()}) |")
+        rows.append(row)
+        print(row, flush=True)
+    print("\n| benchmark | budget KiB | best model | size KiB | test acc % (mean ± std, 3 seeds) "
+          "| wall time | trials run / pruned | device |")
+    print("|---|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
+
+
+if __name__ == "__main__":
+    main()
