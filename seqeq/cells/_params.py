@@ -106,7 +106,8 @@ class PermDiagMap(nn.Module):
         self.in_f = in_f
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., self.index] * self.diag
+        # index_select, not x[..., index]: the same gather, several times faster on CPU
+        return x.index_select(-1, self.index) * self.diag
 
     def matrix(self) -> torch.Tensor:
         m = torch.zeros(self.diag.shape[0], self.in_f, dtype=self.diag.dtype,

@@ -43,6 +43,7 @@ from torch import nn
 
 from ._base import Cell, resolve_activation
 from ._fast import (
+    Consts,
     FastLoop,
     GradAcc,
     MapOps,
@@ -155,6 +156,7 @@ class _DeepLoop(FastLoop):
         phi = act_inplace(self.act)
         eta, alpha, gamma, rho = self._scalars()
         ws = [ut.unbind(1) for ut in u.view(B, T, L, D).unbind(1)]  # w_{l,t}: ws[t][l]
+        c = Consts(u)
         saved = None
         if need_grad:
             r = self.U[0].aux_width()
@@ -174,7 +176,7 @@ class _DeepLoop(FastLoop):
                 S_prev, w = h_l[i], ws[t][i]
                 gout = G[t * L + i] if need_grad else None
                 if lower is None:
-                    base = torch.mul(S_prev, rho[i], out=Z[n] if need_grad else None)
+                    base = torch.mul(S_prev, c(rho[i]), out=Z[n] if need_grad else None)
                 else:
                     base = torch.add(lower, S_prev, alpha=rho[i], out=Z[n] if need_grad else None)
                 g = None
@@ -187,13 +189,16 @@ class _DeepLoop(FastLoop):
                         a = U.mv(z, add=w)
                     q = torch.add(phi(a), z, alpha=-al)
                     last = gout if k == K - 1 else None
-                    g = torch.mul(q, e, out=last) if k == 0 else torch.add(g, q, alpha=e, out=last)
+                    if k == 0:
+                        g = torch.mul(q, c(e), out=last)
+                    else:
+                        g = torch.add(g, q, alpha=e, out=last)
                     n += 1
                 torch.add(S_prev, g, out=hn_l[i])  # S_l,t
                 if i == L - 1:
                     torch.add(g, base, out=hn_l[L])  # z_L,t
                 elif lower is None:
-                    lower = g * gamma[i]
+                    lower = torch.mul(g, c(gamma[i]))
                 else:
                     lower = lower.add_(g, alpha=gamma[i])
             if masks is not None:  # padded rows keep their state

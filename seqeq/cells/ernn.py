@@ -154,7 +154,7 @@ class _ERNNLoop(FastLoop):
                     a = V.mv(hk, add=w)
                     p = phi(U.mv(a, add=a))
                     nxt = None
-                hk = torch.add(hk * (1.0 - e[k]), p, alpha=e[k], out=nxt)
+                hk = torch.lerp(hk, p, e[k], out=nxt)  # (1 - eta) h + eta p
                 n += 1
             if masks is not None:  # padded rows keep their state
                 hk = torch.where(masks[t], hk, h, out=H[n] if need_grad and t + 1 < T else None)

@@ -25,7 +25,16 @@ import torch
 from torch import nn
 
 from ._base import Cell, resolve_activation
-from ._fast import FastLoop, GradAcc, MapOps, Saved, act_backward, act_inplace, masked
+from ._fast import (
+    Consts,
+    FastLoop,
+    GradAcc,
+    MapOps,
+    Saved,
+    act_backward,
+    act_inplace,
+    masked,
+)
 from ._params import make_map, map_param_count
 from ._registry import register_cell
 
@@ -132,7 +141,7 @@ class _FastRNNLoop(FastLoop):
         B, T, D = u.shape
         phi, U = act_inplace(self.act), self.U
         sa, sb = torch.sigmoid(self.alpha).item(), torch.sigmoid(self.beta).item()
-        us = u.transpose(0, 1).unbind(0)
+        us, c = u.transpose(0, 1).unbind(0), Consts(u)
         saved = None
         if need_grad:
             saved = Saved(u, H=(T, B, D), P=(T, B, D), X=_aux(U, T, B))
@@ -144,7 +153,7 @@ class _FastRNNLoop(FastLoop):
                 p = phi(U.mv(h, add=us[t], out=P[t], aux_out=X[t]))
             else:
                 p = phi(U.mv(h, add=us[t]))
-            hn = torch.add(h * sb, p, alpha=sa)
+            hn = torch.add(torch.mul(h, c(sb)), p, alpha=sa)
             h = hn if masks is None else torch.where(masks[t], hn, h)
         return h, saved
 

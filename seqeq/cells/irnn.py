@@ -24,6 +24,7 @@ from torch import nn
 
 from ._base import Cell, resolve_activation
 from ._fast import (
+    Consts,
     FastLoop,
     GradAcc,
     MapOps,
@@ -118,6 +119,7 @@ class _IRNNLoop(FastLoop):
         phi = act_inplace(self.act)
         eta, alpha = step_sizes(self.eta, T), float(self.alpha)
         ws = u[..., :D].transpose(0, 1).unbind(0)
+        c = Consts(u)
         saved = None
         if need_grad:
             r = U.aux_width()
@@ -138,7 +140,7 @@ class _IRNNLoop(FastLoop):
                     a = U.mv(s, add=w)
                 p = phi(a)
                 q = torch.add(p, s, alpha=-alpha)
-                g = q.mul_(e[0]) if i == 0 else g.add_(q, alpha=e[i])
+                g = q.mul_(c(e[0])) if i == 0 else g.add_(q, alpha=e[i])
                 n += 1
             nxt = S[n] if need_grad and t + 1 < T else None
             if masks is not None:  # padded rows keep their state

@@ -50,6 +50,7 @@ from torch import nn
 
 from ._base import Cell, resolve_activation
 from ._fast import (
+    Consts,
     FastLoop,
     GradAcc,
     MapOps,
@@ -242,7 +243,7 @@ class _TARNNLoop(FastLoop):
                 if self.paper:
                     z = torch.addcmul(z, beta, q, value=e[k], out=zo)
                 else:
-                    z = torch.add(z * (1.0 - e[k]), q, alpha=e[k], out=zo)
+                    z = torch.lerp(z, q, e[k], out=zo)  # (1 - eta) z + eta q
                 n += 1
             hn = z if self.paper else torch.lerp(h, z, beta)
             if masks is not None:  # padded rows keep their state
@@ -255,6 +256,7 @@ class _TARNNLoop(FastLoop):
         K, D, U = self.K, self.D, self.U
         act_bwd = act_backward(self.act)
         e_tk = torch.tensor(eta, dtype=Z.dtype, device=Z.device).view(T, K, 1, 1)
+        c = Consts(Z)
         # scratch for one time step (K blocks), reused: it stays in cache
         DA, DZ = Z.new_empty(K, B, D), Z.new_empty(K, B, D)  # dL/da (/ eta), dL/dz_{k+1}
         TMP = Z.new_empty(K, B, D) if self.paper else None  # beta dL/dz_{k+1}
@@ -284,15 +286,15 @@ class _TARNNLoop(FastLoop):
                 if self.paper:  # z_{k+1} = z_k + eta beta q_k
                     tq = torch.mul(dz, beta, out=TMPv[k])  # dL/dq / eta
                     if k == K - 1:
-                        gbeta = torch.mul(dz, q).mul_(e[k])
+                        gbeta = torch.mul(dz, q).mul_(c(e[k]))
                     else:
                         gbeta.addcmul_(dz, q, value=e[k])
                 else:  # z_{k+1} = (1 - eta) z_k + eta q_k
                     tq = dz
                 da = act_bwd(tq, P[t, k], out=DAv[k])
                 if k == K - 1:
-                    torch.mul(tq, e[k], out=dc)
-                    torch.mul(da, e[k], out=dwu)
+                    torch.mul(tq, c(e[k]), out=dc)
+                    torch.mul(da, c(e[k]), out=dwu)
                 else:
                     dc.add_(tq, alpha=e[k])
                     dwu.add_(da, alpha=e[k])
