@@ -8,9 +8,11 @@ reports to Optuna's pruner. It never asks which cell it trains.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,7 +22,7 @@ from torch import nn
 from .datasets import SeqData
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "predict_logits", "score", "METRICS",
-           "resolve_device", "seed_everything"]
+           "resolve_device", "seed_everything", "cpu_threads"]
 
 from .config import METRICS  # noqa: E402
 
@@ -154,8 +156,35 @@ def train_model(
 
     ``on_epoch(epoch, record)`` is called after every epoch (1-based) with the epoch's record
     (``train_loss``, and ``val_score`` when validating); it may raise to stop training (the search
-    raises ``optuna.TrialPruned``).
+    raises ``optuna.TrialPruned``). On CPU it trains with one torch thread (:func:`cpu_threads`).
     """
+    with cpu_threads(cfg.device):
+        return _train_model(model, train, cfg, val, metric, on_epoch)
+
+
+@contextlib.contextmanager
+def cpu_threads(device: str) -> Iterator[None]:
+    """Train on CPU with ``SEQEQ_CPU_THREADS`` (default 1) torch intra-op threads, restored after.
+
+    seqeq's models are small (D ~ 10-200): a time step is a few ops of a few microseconds each, so
+    extra OpenMP threads add synchronisation, not speed, and on a machine whose cores other
+    processes share they oversubscribe it (measured: 3-6x slower training steps with 2 threads
+    on 2 shared cores, every cell and torch's GRU alike; ``benchmarks/RESULTS.md``, issue 9).
+    ``SEQEQ_CPU_THREADS=0`` keeps torch's own setting. Other devices are left alone.
+    """
+    n = int(os.environ.get("SEQEQ_CPU_THREADS", "1"))
+    if not str(device).startswith("cpu") or n <= 0:
+        yield
+        return
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
     seed_everything(cfg.seed)
     device = cfg.device
     model.to(device)

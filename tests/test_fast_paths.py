@@ -189,6 +189,73 @@ def test_traced_export_path_uses_step():
     torch.testing.assert_close(traced(x), m.cell.reference_sequence(x))
 
 
+def test_training_runs_with_one_cpu_thread(walks, monkeypatch):
+    from seqeq.train import TrainConfig, train_model
+
+    monkeypatch.delenv("SEQEQ_CPU_THREADS", raising=False)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    seen = []
+    try:
+        model = build_model(ModelSpec("irnn", 2, 5, 2, {"K": 2}))
+        train_model(model, walks(n=16, T=6), TrainConfig(epochs=2, batch_size=8),
+                    on_epoch=lambda e, r: seen.append(torch.get_num_threads()))
+        assert seen == [1, 1]
+        assert torch.get_num_threads() == 2  # restored
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_triton_kernels_in_the_interpreter():
+    """The Triton kernels' semantics on CPU, through Triton's interpreter (TRITON_INTERPRET=1),
+    where Triton is installed (it is not a CPU dependency: skipped otherwise)."""
+    import importlib.util
+    import os
+    import subprocess
+    import sys
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    code = """
+import torch
+from seqeq.cells import create_cell, _triton
+from seqeq.cells._fast import use_fast_loops
+torch.manual_seed(0)
+for hp in ({"K": 1, "u_kind": "lowrank", "u_rank": 4}, {"K": 3, "activation": "tanh"},
+           {"K": 2, "u_kind": "permdiag", "activation": "sigmoid"}, {"K": 2, "n_timesteps": 6}):
+    cell = create_cell("irnn", 5, 20, **hp)
+    with torch.no_grad():
+        for p in cell.parameters():
+            p.add_(0.2 * torch.randn_like(p))
+    x = torch.randn(19, 6, 5, requires_grad=True)
+    h0 = (0.3 * torch.randn(19, 20)).requires_grad_()
+    lengths = torch.randint(1, 7, (19,))
+    ps = [x, h0, *cell.parameters()]
+    out = _triton.sequence(cell, cell.prepare(x), h0, lengths)
+    w = torch.randn_like(out)
+    got = torch.autograd.grad((out * w).sum(), ps)
+    with use_fast_loops(False):
+        ref = cell.forward_sequence(x, lengths, h0)
+    want = torch.autograd.grad((ref * w).sum(), ps)
+    torch.testing.assert_close(out, ref, rtol=1e-5, atol=1e-6)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5 * float(b.abs().max()))
+"""
+    env = {**os.environ, "TRITON_INTERPRET": "1"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=600)
+
+
+def test_cpu_never_imports_the_gpu_kernels():
+    import subprocess
+    import sys
+
+    code = ("import sys, torch; from seqeq.models import ModelSpec, build_model; "
+            "m = build_model(ModelSpec('irnn', 3, 5, 2, {'K': 2})); "
+            "m(torch.randn(2, 4, 3)).sum().backward(); "
+            "assert 'seqeq.cells._triton' not in sys.modules, 'imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 # ---- GPU: the Triton kernels and CUDA-graph fallback (skipped without CUDA) ------------------
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -219,7 +286,30 @@ def test_triton_irnn_kernel_float32(K, u_kind, activation):
     if u_kind == "lowrank":
         hp["u_rank"] = 4
     cell = perturbed("irnn", hp, d=9, D=80, dtype=torch.float32, device="cuda")
-    assert _triton.supports(cell), hp
     x, h0 = inputs(cell, B=64, T=50, device="cuda", dtype=torch.float32)
+    assert _triton.supports(cell, x), hp
     lt = torch.randint(1, 51, (64,), device="cuda")
-    assert_same(cell, x, lt, h0, rtol=2e-4, atol=2e-5)
+    with _triton.use_gpu_kernels(True):
+        assert_same(cell, x, lt, h0, rtol=2e-4, atol=2e-5)
+        for n_timesteps in (None, 50):  # per-step and per-(step, timestep) eta
+            c2 = perturbed("irnn", {**hp, "n_timesteps": n_timesteps}, d=9, D=80,
+                           dtype=torch.float32, device="cuda")
+            assert_same(c2, x, None, h0, rtol=2e-4, atol=2e-5)
+
+
+@pytest.mark.gpu
+@cuda
+def test_triton_kernel_is_used_when_enabled(monkeypatch):
+    pytest.importorskip("triton")
+    from seqeq.cells import _triton
+
+    cell = perturbed("irnn", {"K": 2}, dtype=torch.float32, device="cuda")
+    x, h0 = inputs(cell, device="cuda", dtype=torch.float32)
+    calls = []
+    real = _triton.sequence
+    monkeypatch.setattr(_triton, "sequence", lambda *a: calls.append(1) or real(*a))
+    with _triton.use_gpu_kernels(True):
+        cell.forward_sequence(x, None, h0)
+    with _triton.use_gpu_kernels(False):
+        cell.forward_sequence(x, None, h0)
+    assert calls == [1]

@@ -165,6 +165,13 @@ class Cell(nn.Module, abc.ABC):
         ``step`` loop (:meth:`reference_sequence`).
         """
         if fast_loops_enabled() and not _tracing() and x.shape[1] > 0:
+            if x.is_cuda:  # Triton kernels (opt-in; never imported for CPU inputs)
+                from . import _triton
+
+                if _triton.gpu_kernels_enabled() and _triton.supports(self, x):
+                    B, T, _ = x.shape
+                    h = self.init_state(B, x.device, x.dtype) if h0 is None else h0
+                    return self.readout(_triton.sequence(self, self.prepare(x), h, lengths))
             loop = self.fast_loop()
             if loop is not None:
                 B, T, _ = x.shape
