@@ -18,7 +18,8 @@ import math
 import torch
 from torch import nn
 
-__all__ = ["WEIGHT_KINDS", "make_map", "map_param_count", "DenseMap", "LowRankMap", "PermDiagMap"]
+__all__ = ["WEIGHT_KINDS", "make_map", "map_param_count", "DenseMap", "LowRankMap", "PermDiagMap",
+           "apply_stacked"]
 
 WEIGHT_KINDS = ("dense", "lowrank", "permdiag")
 
@@ -128,3 +129,16 @@ def make_map(kind: str, in_f: int, out_f: int, *, rank: int | None = None,
     if kind == "permdiag":
         return PermDiagMap(in_f, out_f, seed=seed, std=std)
     raise ValueError(f"unknown weight kind {kind!r}; choose one of {WEIGHT_KINDS}")
+
+
+def apply_stacked(maps, x: torch.Tensor) -> torch.Tensor:
+    """``[m_1(x), m_2(x), ...]`` side by side on the last axis: one product (and no concatenation
+    of large outputs) when the maps are all dense or all permutation-diagonal, which is most of
+    the cost of a cell's time-parallel part."""
+    maps = list(maps)
+    if all(isinstance(m, DenseMap) for m in maps):
+        return x @ torch.cat([m.weight for m in maps]).T
+    if all(isinstance(m, PermDiagMap) for m in maps):
+        idx = torch.cat([m.index for m in maps])
+        return x.index_select(-1, idx) * torch.cat([m.diag for m in maps])
+    return torch.cat([m(x) for m in maps], dim=-1)

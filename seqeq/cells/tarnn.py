@@ -63,7 +63,7 @@ from ._fast import (
     step_size_grad,
     step_sizes,
 )
-from ._params import make_map, map_param_count
+from ._params import apply_stacked, make_map, map_param_count
 from ._registry import register_cell
 from ._steps import append_eta, eta_count, make_eta, split_eta
 
@@ -137,7 +137,8 @@ class TARNN(Cell):
 
     def prepare(self, x):
         if self.variant == "paper":
-            u = torch.cat([self.Wx(x) + self.b_beta, self.B1(x), self.W1(x)], dim=-1)
+            u = apply_stacked([self.Wx, self.B1, self.W1], x)  # [Wx x, B1 x, W1 x] + [b, 0, 0]
+            u = u + torch.cat([self.b_beta, self.b_beta.new_zeros(2 * self.hidden_size)])
         else:
             x_prev = torch.cat([x[:, :1], x[:, :-1]], dim=1)  # x_{t-1}, with x_0 := x_1
             u = torch.cat([self.W1(x) + self.W2(x_prev) + self.b1, self.B1(x),
