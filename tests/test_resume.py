@@ -85,7 +85,9 @@ def test_sigkill_mid_trial_then_resume(tmp_path):
     assert all(done[n] == v for n, v in before.items())
     assert all(t.state == optuna.trial.TrialState.FAIL for t in after if t.number in running)
     retried = [t for t in after if t.user_attrs.get("retry_of") in running]
-    assert retried and retried[0].params == next(t.params for t in after if t.number in running)
+    killed = next(t for t in after if t.number in running)
+    # the retry repeats whatever the killed trial had drawn (nothing, if it died at once)
+    assert retried and killed.params.items() <= retried[0].params.items()
     assert len(done) == trials
     report = json.loads((out / "report.json").read_text())
     assert report["search"]["n_finished"] == trials
