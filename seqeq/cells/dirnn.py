@@ -130,13 +130,11 @@ class _DeepLoop(FastLoop):
     """:meth:`_DeepIncremental.step` over a whole sequence, differentiated by hand (see
     :mod:`._fast`).
 
-    Layer l at step t, written in ``z = g + base`` (fewer ops per Euler step than in ``g``):
-    ``z_0 = base = lower + rho_l S_l``, ``z_{k+1} = (1 - eta_l alpha_l) z_k + eta_l p_k`` with
-    ``p_k = phi(U_l z_k + w_l)``, then ``g = z_K - base``, ``S_l <- S_l + g``, ``z_L = z_K`` on
-    top, ``lower <- lower + gamma_l g`` below. ``g = z_K - base`` is exact up to one rounding of
-    ``base`` (the step loop rounds ``z = g + base`` at every Euler step, the same size). Saved:
-    every ``z_k``, ``p_k`` and ``U_l``'s intermediate (T, L, K, B, .), each layer's ``g`` and the
-    states entering each step. The backward reduces each time step's L x K blocks at once.
+    Layer l at step t: ``base = lower + rho_l S_l``, K Euler steps ``z = g + base``,
+    ``p = phi(U_l z + w_l)``, ``g <- g + eta_l (p - alpha_l z)``; then ``S_l <- S_l + g``,
+    ``lower <- lower + gamma_l g`` and, on top, ``z_L = g + base``. Saved: every ``z``, ``p`` and
+    ``U_l``'s intermediate (T, L, K, B, .), each layer's final ``g`` and the states entering each
+    step. The backward reduces each time step's L x K blocks at once.
     """
 
     def __init__(self, cell: _DeepIncremental):
@@ -159,8 +157,7 @@ class _DeepLoop(FastLoop):
         eta, alpha, gamma, rho = self._scalars()
         ws = [ut.unbind(1) for ut in u.view(B, T, L, D).unbind(1)]  # w_{l,t}: ws[t][l]
         c = Consts(u)
-        decay = [c(1.0 - e * a) for e, a in zip(eta, alpha, strict=True)]
-        saved = Z = P = G = X = None
+        saved = None
         if need_grad:
             r = self.U[0].aux_width()
             saved = Saved(u, Z=(T, L, K, B, D), P=(T, L, K, B, D), G=(T, L, B, D),
@@ -175,27 +172,31 @@ class _DeepLoop(FastLoop):
             h_l, hn_l = h.view(B, L + 1, D).unbind(1), hn.view(B, L + 1, D).unbind(1)
             lower = None
             for i in range(L):
-                U, e, top = self.U[i], eta[i], i == L - 1
+                U, e, al = self.U[i], eta[i], alpha[i]
                 S_prev, w = h_l[i], ws[t][i]
-                zo = Z[n] if need_grad else None
+                gout = G[t * L + i] if need_grad else None
                 if lower is None:
-                    base = torch.mul(S_prev, c(rho[i]), out=zo)
+                    base = torch.mul(S_prev, c(rho[i]), out=Z[n] if need_grad else None)
                 else:
-                    base = torch.add(lower, S_prev, alpha=rho[i], out=zo)
-                z = base
+                    base = torch.add(lower, S_prev, alpha=rho[i], out=Z[n] if need_grad else None)
+                g = None
                 for k in range(K):
                     if need_grad:
-                        p = phi(U.mv(z, add=w, out=P[n], aux_out=X[n]))
-                        zo = Z[n + 1] if k < K - 1 else (hn_l[L] if top else None)
+                        z = base if k == 0 else torch.add(g, base, out=Z[n])
+                        a = U.mv(z, add=w, out=P[n], aux_out=X[n])
                     else:
-                        p = phi(U.mv(z, add=w))
-                        zo = hn_l[L] if top and k == K - 1 else None
-                    z = torch.mul(z, decay[i], out=zo).add_(p, alpha=e)
+                        z = base if k == 0 else g + base
+                        a = U.mv(z, add=w)
+                    q = torch.add(phi(a), z, alpha=-al)
+                    last = gout if k == K - 1 else None
+                    if k == 0:
+                        g = torch.mul(q, c(e), out=last)
+                    else:
+                        g = torch.add(g, q, alpha=e, out=last)
                     n += 1
-                g = torch.sub(z, base, out=G[t * L + i] if need_grad else None)
-                torch.add(S_prev, g, out=hn_l[i])  # S_l,t (and z_L,t = z_K, written above)
-                if top:
-                    pass
+                torch.add(S_prev, g, out=hn_l[i])  # S_l,t
+                if i == L - 1:
+                    torch.add(g, base, out=hn_l[L])  # z_L,t
                 elif lower is None:
                     lower = torch.mul(g, c(gamma[i]))
                 else:
@@ -212,12 +213,12 @@ class _DeepLoop(FastLoop):
         act_bwd = act_backward(self.act)
         eta, alpha, gamma, rho = self._scalars()
         # scratch for one time step (L x K blocks), reused: it stays in cache
-        DA, DZ = Z.new_empty(L, K, B, D), Z.new_empty(L, K, B, D)  # dL/da / eta_l, dL/dz_{k+1}
+        DA, DG = Z.new_empty(L, K, B, D), Z.new_empty(L, K, B, D)  # dL/da (/ eta_l), dL/dg
         r = self.U[0].aux_width(transpose=True)
         Y = None if r is None else Z.new_empty(L, K, B, r)
-        DAv, DZv = DA.view(L * K, B, D).unbind(0), DZ.view(L * K, B, D).unbind(0)
+        DAv, DGv = DA.view(L * K, B, D).unbind(0), DG.view(L * K, B, D).unbind(0)
         Yv = (None,) * (L * K) if Y is None else Y.view(L * K, B, r).unbind(0)
-        acc_z, acc_p = Z.new_zeros(L, K, B, D), Z.new_zeros(L, K, B, D)  # sum dz' z, dz' p
+        acc_z, acc_p = Z.new_zeros(L, K, B, D), Z.new_zeros(L, K, B, D)  # sum dg z, dg p
         acc_gamma, acc_rho = Z.new_zeros(L, B, D), Z.new_zeros(L, B, D)
         DU = Z.new_empty(B, T, L, D)  # dL/dw / eta_l, in the layout of u
         acc = GradAcc(self.U, K * B, Z)
@@ -230,27 +231,31 @@ class _DeepLoop(FastLoop):
             dlower = None  # dL/d lower_{l+1}
             for i in reversed(range(L)):
                 U, e, al = self.U[i], eta[i], alpha[i]
-                dS, j = dn_l[i], i * K + K - 1
-                if i == L - 1:  # g = z_K - base feeds S; z_L = z_K
-                    dg = dS
-                    dz = torch.add(dS, dn_l[L], out=DZv[j])
-                else:  # g also feeds lower_{l+1} = lower_l + gamma_l g
+                dS = dn_l[i]
+                j = i * K + K - 1
+                if i == L - 1:
+                    dzL = dn_l[L]
+                    dg = torch.add(dS, dzL, out=DGv[j])
+                else:
                     acc_gamma[i].addcmul_(dlower, Gf[t * L + i])
-                    dg = dz = torch.add(dS, dlower, alpha=gamma[i], out=DZv[j])
+                    dg = torch.add(dS, dlower, alpha=gamma[i], out=DGv[j])
+                dbase = None
                 for k in reversed(range(K)):
                     j = i * K + k
-                    da = act_bwd(dz, Pf[t * L * K + j], out=DAv[j])
-                    # z_{k+1} = (1 - eta alpha) z_k + eta phi(U z_k + w)
-                    dz = U.mtv(da, add=dz, beta=1.0 - e * al, alpha=e,
-                               out=DZv[j - 1] if k > 0 else None, aux_out=Yv[j])
-                dbase = dz.sub_(dg)  # z_0 = base, g = z_K - base
+                    da = act_bwd(dg, Pf[t * L * K + j], out=DAv[j])
+                    dz = U.mtv(da, add=dg, beta=-e * al, alpha=e, aux_out=Yv[j])
+                    if k > 0:
+                        dg = torch.add(dg, dz, out=DGv[j - 1])
+                    dbase = dz if dbase is None else dbase.add_(dz)
+                if i == L - 1:
+                    dbase.add_(dzL)
                 acc_rho[i].addcmul_(dbase, H_l[i])
                 torch.add(dS, dbase, alpha=rho[i], out=dprev_l[i])
                 dlower = dbase if dlower is None else dbase.add_(dlower)
             dprev_l[L].zero_()  # z_L is read, never carried
             dh = dprev if m is None else torch.where(m, dprev, dh)
-            acc_z.addcmul_(DZ, Z[t])
-            acc_p.addcmul_(DZ, P[t])
+            acc_z.addcmul_(DG, Z[t])
+            acc_p.addcmul_(DG, P[t])
             sum_blocks(DA, 1, out=DU[:, t].transpose(0, 1))  # w_l enters every Euler step
             acc.add(DA.view(L, K * B, D), Z[t].view(L, K * B, D),
                     None if X is None else X[t].view(L, K * B, -1),
