@@ -167,10 +167,11 @@ def cpu_threads(device: str) -> Iterator[None]:
     """Train on CPU with ``SEQEQ_CPU_THREADS`` (default 1) torch intra-op threads, restored after.
 
     seqeq's models are small (D ~ 10-200): a time step is a few ops of a few microseconds each, so
-    extra OpenMP threads add synchronisation, not speed, and on a machine whose cores other
-    processes share they oversubscribe it (measured: 3-6x slower training steps with 2 threads
-    on 2 shared cores, every cell and torch's GRU alike; ``benchmarks/RESULTS.md``, issue 9).
-    ``SEQEQ_CPU_THREADS=0`` keeps torch's own setting. Other devices are left alone.
+    extra OpenMP threads buy little, and on a machine whose cores other processes share (other
+    users, or the search's own worker processes) they oversubscribe it. Measured on 2 shared cores
+    (``benchmarks/RESULTS.md``, issue 9): with 2 threads a training step was 3-6x slower (GRU and
+    every cell alike, 30x in bursts) while other jobs ran, and only 1.1-1.4x faster while the cores
+    were idle. ``SEQEQ_CPU_THREADS=0`` keeps torch's own setting. Other devices are left alone.
     """
     n = int(os.environ.get("SEQEQ_CPU_THREADS", "1"))
     if not str(device).startswith("cpu") or n <= 0:
