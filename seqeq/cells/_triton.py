@@ -1,4 +1,4 @@
-"""Fused GPU kernels (Triton) for the equilibrium family: iRNN today.
+"""Fused GPU kernels (Triton) for the equilibrium family: iRNN, DIRNN and TinyRNN.
 
 UNTESTED ON A GPU: written without access to one. ``tests/test_fast_paths.py`` checks them
 against the ``step`` loop (forward and every gradient) wherever CUDA and Triton exist; until those
@@ -19,6 +19,11 @@ iRNN (``seqeq.cells.irnn``), one program per block of ``BLOCK_B`` series:
 * backward: a matching kernel runs the adjoint state backwards through the saved ``s``, ``p``
   (T, K, B, D) and writes ``dL/da`` and ``dL/dg`` for every step; the weight, step-size and input
   gradients are then reductions over those buffers (one ``dM = DA^T S`` matmul, sums).
+
+DIRNN / TinyRNN (``seqeq.cells.dirnn``), the same scheme over layers: per step, the L layers run in
+turn inside the kernel (``lower`` stays in registers from one layer to the next), each with its K
+Euler steps; the state ``[S_1..S_L, z_L]`` is updated in place in global memory (each program
+touches only its own rows). ``U_l`` is materialised dense, as for iRNN.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ __all__ = ["available", "supports", "use_gpu_kernels", "gpu_kernels_enabled", "s
 _ENABLED = os.environ.get("SEQEQ_GPU_KERNELS", "0") == "1"
 _ACT = {"relu": 0, "tanh": 1, "sigmoid": 2}
 MAX_D = 128
+#: cells with a kernel
+KERNELS = ("irnn", "dirnn", "tinyrnn")
 
 
 def available() -> bool:
@@ -64,7 +71,7 @@ def use_gpu_kernels(enabled: bool = True) -> Iterator[None]:
 
 def supports(cell, x: torch.Tensor | None = None) -> bool:
     """Whether a kernel exists for this cell (and input: CUDA, float32)."""
-    if not available() or cell.name != "irnn" or cell.hidden_size > MAX_D:
+    if not available() or cell.name not in KERNELS or cell.hidden_size > MAX_D:
         return False
     if cell.hparams.get("activation", "relu") not in _ACT:
         return False
@@ -157,6 +164,109 @@ if triton is not None:
             dh = tl.where(live, acc, dh)
         tl.store(dh0_ptr + rows[:, None] * D + cols[None, :], dh, mask=m2)
 
+    @triton.jit
+    def _deep_fwd(u_ptr, st_ptr, mt_ptr, eta_ptr, alpha_ptr, gamma_ptr, rho_ptr, len_ptr,
+                  z_ptr, p_ptr, g_ptr, sp_ptr, B, T, D, stride_ub, stride_ut,
+                  L: tl.constexpr, K: tl.constexpr, ACT: tl.constexpr, SAVE: tl.constexpr,
+                  BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
+        # st: the state [S_1..S_L, z_L] (B, (L + 1) D), updated in place (own rows only)
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        cols = tl.arange(0, BLOCK_D)
+        rmask, cmask = rows < B, cols < D
+        m2 = rmask[:, None] & cmask[None, :]
+        mm2 = cmask[:, None] & cmask[None, :]
+        SW = (L + 1) * D
+        lens = tl.load(len_ptr + rows, mask=rmask, other=0)
+        for t in range(T):
+            live = (t < lens)[:, None]
+            lower = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+            for l in tl.static_range(L):
+                mt = tl.load(mt_ptr + l * D * D + cols[:, None] * D + cols[None, :],
+                             mask=mm2, other=0.0)  # U_l^T
+                eta = tl.load(eta_ptr + l)
+                alpha = tl.load(alpha_ptr + l)
+                s_off = rows[:, None] * SW + l * D + cols[None, :]
+                s_prev = tl.load(st_ptr + s_off, mask=m2, other=0.0)
+                w = tl.load(u_ptr + rows[:, None] * stride_ub + t * stride_ut + l * D
+                            + cols[None, :], mask=m2, other=0.0)
+                base = lower + tl.load(rho_ptr + l) * s_prev
+                g = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+                for k in tl.static_range(K):
+                    z = g + base
+                    p = _act(tl.dot(z, mt, input_precision="ieee") + w, ACT)
+                    g = g + eta * (p - alpha * z)
+                    if SAVE:
+                        off = (((t * L + l) * K + k) * B + rows[:, None]) * D + cols[None, :]
+                        tl.store(z_ptr + off, z, mask=m2)
+                        tl.store(p_ptr + off, p, mask=m2)
+                if SAVE:
+                    off = ((t * L + l) * B + rows[:, None]) * D + cols[None, :]
+                    tl.store(g_ptr + off, g, mask=m2)
+                    tl.store(sp_ptr + off, s_prev, mask=m2)
+                tl.store(st_ptr + s_off, tl.where(live, s_prev + g, s_prev), mask=m2)
+                if l == L - 1:  # z_L = g + base; padded steps keep the old one
+                    z_off = rows[:, None] * SW + L * D + cols[None, :]
+                    z_old = tl.load(st_ptr + z_off, mask=m2, other=0.0)
+                    tl.store(st_ptr + z_off, tl.where(live, g + base, z_old), mask=m2)
+                else:
+                    lower = lower + tl.load(gamma_ptr + l) * g
+
+    @triton.jit
+    def _deep_bwd(dst_ptr, m_ptr, eta_ptr, alpha_ptr, gamma_ptr, rho_ptr, len_ptr,
+                  z_ptr, p_ptr, da_ptr, dg_ptr, dlow_ptr, dbase_ptr, B, T, D,
+                  L: tl.constexpr, K: tl.constexpr, ACT: tl.constexpr,
+                  BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
+        # dst: dL/d state (B, (L + 1) D), carried backwards through time in place
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        cols = tl.arange(0, BLOCK_D)
+        rmask, cmask = rows < B, cols < D
+        m2 = rmask[:, None] & cmask[None, :]
+        mm2 = cmask[:, None] & cmask[None, :]
+        SW = (L + 1) * D
+        lens = tl.load(len_ptr + rows, mask=rmask, other=0)
+        for tt in range(T):
+            t = T - 1 - tt
+            live = (t < lens)[:, None]
+            z_off = rows[:, None] * SW + L * D + cols[None, :]
+            dzl = tl.where(live, tl.load(dst_ptr + z_off, mask=m2, other=0.0), 0.0)
+            dlower = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+            for ll in tl.static_range(L):
+                l = L - 1 - ll
+                mm = tl.load(m_ptr + l * D * D + cols[:, None] * D + cols[None, :],
+                             mask=mm2, other=0.0)  # U_l: ds = da U_l
+                eta = tl.load(eta_ptr + l)
+                alpha = tl.load(alpha_ptr + l)
+                s_off = rows[:, None] * SW + l * D + cols[None, :]
+                d_old = tl.load(dst_ptr + s_off, mask=m2, other=0.0)
+                ds_new = tl.where(live, d_old, 0.0)  # into S_l + g
+                if l == L - 1:
+                    dg = ds_new + dzl
+                else:
+                    lo = ((t * L + l) * B + rows[:, None]) * D + cols[None, :]
+                    tl.store(dlow_ptr + lo, dlower, mask=m2)  # for gamma_l: <dlower, g_l>
+                    dg = ds_new + tl.load(gamma_ptr + l) * dlower
+                dbase = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+                for kk in tl.static_range(K):
+                    k = K - 1 - kk
+                    off = (((t * L + l) * K + k) * B + rows[:, None]) * D + cols[None, :]
+                    p = tl.load(p_ptr + off, mask=m2, other=0.0)
+                    tl.store(dg_ptr + off, dg, mask=m2)
+                    da = dg * _act_grad(p, ACT)
+                    tl.store(da_ptr + off, eta * da, mask=m2)
+                    # z_k = g_{k-1} + base:  ds = eta (da U - alpha dg)
+                    ds = eta * (tl.dot(da, mm, input_precision="ieee") - alpha * dg)
+                    dbase += ds
+                    dg = dg + ds
+                if l == L - 1:
+                    dbase += dzl  # z_L = g + base
+                bo = ((t * L + l) * B + rows[:, None]) * D + cols[None, :]
+                tl.store(dbase_ptr + bo, dbase, mask=m2)  # for rho_l: <dbase, S_prev>
+                new = ds_new + tl.load(rho_ptr + l) * dbase  # S_new = S + g; base = .. + rho S
+                tl.store(dst_ptr + s_off, tl.where(live, new, d_old), mask=m2)
+                dlower = dlower + dbase
+            z_old = tl.load(dst_ptr + z_off, mask=m2, other=0.0)
+            tl.store(dst_ptr + z_off, tl.where(live, 0.0, z_old), mask=m2)  # not carried
+
 
 def _launch_cfg(B: int, D: int) -> tuple[int, int, tuple[int]]:
     block_b = 16  # tl.dot needs >= 16 rows
@@ -213,8 +323,64 @@ def _irnn(cell, u: torch.Tensor, h0: torch.Tensor, lengths: torch.Tensor | None)
                              cell.hparams.get("activation", "relu"), need_grad)
 
 
+class _DeepKernel(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, h0, lengths, M, eta, alpha, gamma, rho, L, K, act, need_grad):
+        B, T, _ = u.shape
+        D = M.shape[-1]
+        bb, bd, grid = _launch_cfg(B, D)
+        st = h0.contiguous().clone()
+        Z = P = G = SP = st  # dummies when nothing is saved
+        if need_grad:
+            Z, P = u.new_empty(T, L, K, B, D), u.new_empty(T, L, K, B, D)
+            G, SP = u.new_empty(T, L, B, D), u.new_empty(T, L, B, D)
+        _deep_fwd[grid](u, st, M.transpose(1, 2).contiguous(), eta, alpha, gamma, rho, lengths,
+                        Z, P, G, SP, B, T, D, u.stride(0), u.stride(1),
+                        L=L, K=K, ACT=_ACT[act], SAVE=need_grad, BLOCK_B=bb, BLOCK_D=bd)
+        if need_grad:
+            ctx.save_for_backward(Z, P, G, SP, lengths, M, eta, alpha, gamma, rho)
+            ctx.L, ctx.K, ctx.act = L, K, act
+        return st
+
+    @staticmethod
+    def backward(ctx, dh):
+        Z, P, G, SP, lengths, M, eta, alpha, gamma, rho = ctx.saved_tensors
+        T, L, K, B, D = Z.shape
+        bb, bd, grid = _launch_cfg(B, D)
+        dst = dh.contiguous().clone()
+        DA, DG = torch.empty_like(Z), torch.empty_like(Z)
+        DLOW, DBASE = torch.zeros_like(G), torch.empty_like(G)
+        _deep_bwd[grid](dst, M.contiguous(), eta, alpha, gamma, rho, lengths, Z, P, DA, DG,
+                        DLOW, DBASE, B, T, D, L=L, K=K, ACT=_ACT[ctx.act], BLOCK_B=bb,
+                        BLOCK_D=bd)
+        # a = U_l z + w for every (t, k):  dU_l = sum DA z^T
+        dM = torch.einsum("tlkbi,tlkbj->lij", DA, Z)
+        gz = (DG * Z).sum((0, 2, 3, 4))  # (L,): <dg, z>
+        gp = (DG * P).sum((0, 2, 3, 4))
+        d_eta = gp - alpha * gz  # g <- g + eta (p - alpha z)
+        d_alpha = -eta * gz
+        d_gamma = (DLOW * G).sum((0, 2, 3))  # 0 for the top layer (never stored)
+        d_rho = (DBASE * SP).sum((0, 2, 3))
+        du = DA.sum(2).permute(2, 0, 1, 3).reshape(B, T, L * D)
+        return du, dst, None, dM, d_eta, d_alpha, d_gamma, d_rho, None, None, None, None
+
+
+def _deep(cell, u, h0, lengths):
+    B, T, _ = u.shape
+    lens = (torch.full((B,), T, device=u.device, dtype=torch.int32) if lengths is None
+            else lengths.to(device=u.device, dtype=torch.int32).contiguous())
+    M = torch.stack([m.matrix() for m in cell.U]).contiguous()  # (L, D, D)
+    params = (M, cell.eta, cell.alpha, cell.gamma, cell.rho)
+    need_grad = torch.is_grad_enabled() and (u.requires_grad or h0.requires_grad
+                                             or any(t.requires_grad for t in params))
+    return _DeepKernel.apply(u.contiguous(), h0, lens, *params, cell.L, cell.K,
+                             cell.hparams.get("activation", "relu"), need_grad)
+
+
 def sequence(cell, u: torch.Tensor, h0: torch.Tensor, lengths: torch.Tensor | None
              ) -> torch.Tensor:
     """Final state of ``cell`` over prepared inputs ``u`` (B, T, F) from ``h0``; differentiable.
     Only for cells and inputs :func:`supports` accepts."""
-    return _irnn(cell, u, h0, lengths)
+    if cell.name == "irnn":
+        return _irnn(cell, u, h0, lengths)
+    return _deep(cell, u, h0, lengths)
