@@ -228,7 +228,17 @@ for name, hp in (("irnn", {"K": 1, "u_kind": "lowrank", "u_rank": 4}),
                  ("tinyrnn", {"L": 3, "K": 2}),
                  ("dirnn", {"L": 2, "K": 3, "activation": "tanh"}),
                  ("dirnn", {"L": 3, "K": 1, "u_kind": "lowrank", "u_rank": 3}),
-                 ("dirnn", {"L": 1, "K": 2, "u_kind": "permdiag", "activation": "sigmoid"})):
+                 ("dirnn", {"L": 1, "K": 2, "u_kind": "permdiag", "activation": "sigmoid"}),
+                 ("ernn", {"K": 1}),
+                 ("ernn", {"K": 2, "u_kind": "lowrank", "u_rank": 2, "v_kind": "permdiag",
+                           "activation": "tanh"}),
+                 ("ernn", {"K": 2, "n_timesteps": 6, "eta_init": -0.3}),
+                 ("tarnn", {"K": 3}),
+                 ("tarnn", {"K": 2, "u_kind": "permdiag", "w_kind": "lowrank", "w_rank": 2,
+                            "activation": "tanh"}),
+                 ("tarnn", {"K": 2, "n_timesteps": 6}),
+                 ("srnn", {"hyper_size": 5}),
+                 ("srnn", {"hyper_size": 3, "activation": "tanh", "no_gate": True})):
     assert name in _triton.KERNELS
     cell = create_cell(name, 5, 20, **hp)
     with torch.no_grad():
@@ -287,7 +297,22 @@ TRITON_CASES = [("irnn", {"K": K, "u_kind": u, "activation": a})
 TRITON_CASES += [("irnn", {"K": 2, "n_timesteps": 50}), ("tinyrnn", {"L": 3, "K": 3}),
                  ("tinyrnn", {"L": 3, "K": 1}), ("dirnn", {"L": 3, "K": 3}),
                  ("dirnn", {"L": 2, "K": 2, "u_kind": "lowrank", "u_rank": 4,
-                            "activation": "tanh"})]
+                            "activation": "tanh"}),
+                 ("ernn", {"K": 1}), ("ernn", {"K": 2}), ("tarnn", {"K": 1}), ("tarnn", {"K": 3}),
+                 ("srnn", {})]
+
+
+@pytest.mark.gpu
+@cuda
+def test_every_seed_cell_but_tarnn_code_has_a_kernel():
+    pytest.importorskip("triton")
+    from seqeq.cells import _triton
+
+    x = torch.zeros(2, 3, 9, device="cuda")
+    for name in ("irnn", "dirnn", "tinyrnn", "ernn", "tarnn", "srnn"):
+        assert _triton.supports(create_cell(name, 9, 16).cuda(), x), name
+    assert not _triton.supports(create_cell("tarnn", 9, 16, variant="code").cuda(), x)
+    assert not _triton.supports(create_cell("irnn", 9, 16).cuda(), x.double())
 
 
 @pytest.mark.gpu

@@ -1,4 +1,5 @@
-"""Fused GPU kernels (Triton) for the equilibrium family: iRNN, DIRNN and TinyRNN.
+"""Fused GPU kernels (Triton) for the seed cells: iRNN, DIRNN, TinyRNN, ERNN, TARNN (paper
+variant) and SRNN.
 
 UNTESTED ON A GPU: written without access to one. ``tests/test_fast_paths.py`` checks them
 against the ``step`` loop (forward and every gradient) wherever CUDA and Triton exist; until those
@@ -24,6 +25,10 @@ DIRNN / TinyRNN (``seqeq.cells.dirnn``), the same scheme over layers: per step, 
 turn inside the kernel (``lower`` stays in registers from one layer to the next), each with its K
 Euler steps; the state ``[S_1..S_L, z_L]`` is updated in place in global memory (each program
 touches only its own rows). ``U_l`` is materialised dense, as for iRNN.
+
+ERNN, TARNN (paper variant) and SRNN follow the iRNN scheme: every map of the state is a
+materialised dense D x D matrix in registers (SRNN's shift as a 0/1 matrix, exact), the saved
+per-step tensors go to global memory, the weight gradients are one matmul each afterwards.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ _ENABLED = os.environ.get("SEQEQ_GPU_KERNELS", "0") == "1"
 _ACT = {"relu": 0, "tanh": 1, "sigmoid": 2}
 MAX_D = 128
 #: cells with a kernel
-KERNELS = ("irnn", "dirnn", "tinyrnn")
+KERNELS = ("irnn", "dirnn", "tinyrnn", "ernn", "tarnn", "srnn")
 
 
 def available() -> bool:
@@ -75,6 +80,8 @@ def supports(cell, x: torch.Tensor | None = None) -> bool:
         return False
     if cell.hparams.get("activation", "relu") not in _ACT:
         return False
+    if cell.name == "tarnn" and cell.hparams.get("variant", "paper") != "paper":
+        return False  # the authors'-code variant runs the fast loop
     if x is not None and (not x.is_cuda or x.dtype != torch.float32):
         return False
     return True
@@ -267,6 +274,201 @@ if triton is not None:
             z_old = tl.load(dst_ptr + z_off, mask=m2, other=0.0)
             tl.store(dst_ptr + z_off, tl.where(live, 0.0, z_old), mask=m2)  # not carried
 
+    @triton.jit
+    def _ernn_fwd(w_ptr, h0_ptr, vt_ptr, ut_ptr, eta_ptr, len_ptr, hT_ptr, hk_ptr, a_ptr, p_ptr,
+                  B, T, D, stride_wb, stride_wt,
+                  K: tl.constexpr, ACT: tl.constexpr, SAVE: tl.constexpr,
+                  BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        cols = tl.arange(0, BLOCK_D)
+        rmask, cmask = rows < B, cols < D
+        m2 = rmask[:, None] & cmask[None, :]
+        mm2 = cmask[:, None] & cmask[None, :]
+        vt = tl.load(vt_ptr + cols[:, None] * D + cols[None, :], mask=mm2, other=0.0)  # V^T
+        ut = tl.load(ut_ptr + cols[:, None] * D + cols[None, :], mask=mm2, other=0.0)  # U^T
+        lens = tl.load(len_ptr + rows, mask=rmask, other=0)
+        h = tl.load(h0_ptr + rows[:, None] * D + cols[None, :], mask=m2, other=0.0)
+        for t in range(T):
+            w = tl.load(w_ptr + rows[:, None] * stride_wb + t * stride_wt + cols[None, :],
+                        mask=m2, other=0.0)
+            hk = h
+            for k in tl.static_range(K):
+                a = tl.dot(hk, vt, input_precision="ieee") + w  # V h + W x + b
+                p = _act(a + tl.dot(a, ut, input_precision="ieee"), ACT)  # phi((I + U) a)
+                if SAVE:
+                    off = ((t * K + k) * B + rows[:, None]) * D + cols[None, :]
+                    tl.store(hk_ptr + off, hk, mask=m2)
+                    tl.store(a_ptr + off, a, mask=m2)
+                    tl.store(p_ptr + off, p, mask=m2)
+                eta = tl.load(eta_ptr + t * K + k)
+                hk = (1.0 - eta) * hk + eta * p
+            h = tl.where((t < lens)[:, None], hk, h)
+        tl.store(hT_ptr + rows[:, None] * D + cols[None, :], h, mask=m2)
+
+    @triton.jit
+    def _ernn_bwd(dh_ptr, v_ptr, u_ptr, eta_ptr, len_ptr, hk_ptr, p_ptr, dc_ptr, da_ptr,
+                  dn_ptr, dh0_ptr, B, T, D,
+                  K: tl.constexpr, ACT: tl.constexpr,
+                  BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        cols = tl.arange(0, BLOCK_D)
+        rmask, cmask = rows < B, cols < D
+        m2 = rmask[:, None] & cmask[None, :]
+        mm2 = cmask[:, None] & cmask[None, :]
+        vm = tl.load(v_ptr + cols[:, None] * D + cols[None, :], mask=mm2, other=0.0)
+        um = tl.load(u_ptr + cols[:, None] * D + cols[None, :], mask=mm2, other=0.0)
+        lens = tl.load(len_ptr + rows, mask=rmask, other=0)
+        dh = tl.load(dh_ptr + rows[:, None] * D + cols[None, :], mask=m2, other=0.0)
+        for tt in range(T):
+            t = T - 1 - tt
+            live = (t < lens)[:, None]
+            dk = tl.where(live, dh, 0.0)
+            for kk in tl.static_range(K):
+                k = K - 1 - kk
+                off = ((t * K + k) * B + rows[:, None]) * D + cols[None, :]
+                p = tl.load(p_ptr + off, mask=m2, other=0.0)
+                eta = tl.load(eta_ptr + t * K + k)
+                tl.store(dn_ptr + off, dk, mask=m2)  # dL/dh^(k), for eta_k
+                dc = eta * dk * _act_grad(p, ACT)
+                da = dc + tl.dot(dc, um, input_precision="ieee")  # c = a + U a
+                tl.store(dc_ptr + off, dc, mask=m2)
+                tl.store(da_ptr + off, da, mask=m2)
+                dk = (1.0 - eta) * dk + tl.dot(da, vm, input_precision="ieee")  # a = V h + ..
+            dh = tl.where(live, dk, dh)
+        tl.store(dh0_ptr + rows[:, None] * D + cols[None, :], dh, mask=m2)
+
+    @triton.jit
+    def _tarnn_fwd(u_ptr, h0_ptr, pt_ptr, ut_ptr, eta_ptr, len_ptr, hT_ptr, z_ptr, p_ptr, q_ptr,
+                   beta_ptr, B, T, D, stride_ub, stride_ut,
+                   K: tl.constexpr, ACT: tl.constexpr, SAVE: tl.constexpr,
+                   BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
+        # paper variant; pt: [Us; B2; W2]^T as three (D, D) blocks
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        cols = tl.arange(0, BLOCK_D)
+        rmask, cmask = rows < B, cols < D
+        m2 = rmask[:, None] & cmask[None, :]
+        mm2 = cmask[:, None] & cmask[None, :]
+        sq = cols[:, None] * D + cols[None, :]
+        ust = tl.load(pt_ptr + sq, mask=mm2, other=0.0)
+        b2t = tl.load(pt_ptr + D * D + sq, mask=mm2, other=0.0)
+        w2t = tl.load(pt_ptr + 2 * D * D + sq, mask=mm2, other=0.0)
+        ut = tl.load(ut_ptr + sq, mask=mm2, other=0.0)
+        lens = tl.load(len_ptr + rows, mask=rmask, other=0)
+        h = tl.load(h0_ptr + rows[:, None] * D + cols[None, :], mask=m2, other=0.0)
+        for t in range(T):
+            ub = u_ptr + rows[:, None] * stride_ub + t * stride_ut + cols[None, :]
+            beta = tl.sigmoid(tl.dot(h, ust, input_precision="ieee")
+                              + tl.load(ub, mask=m2, other=0.0))
+            c = tl.dot(h, b2t, input_precision="ieee") + tl.load(ub + D, mask=m2, other=0.0)
+            wu = tl.dot(h, w2t, input_precision="ieee") + tl.load(ub + 2 * D, mask=m2, other=0.0)
+            if SAVE:
+                tl.store(beta_ptr + (t * B + rows[:, None]) * D + cols[None, :], beta, mask=m2)
+            z = h
+            for k in tl.static_range(K):
+                p = _act(tl.dot(z, ut, input_precision="ieee") + wu, ACT)
+                q = p - z + c
+                if SAVE:
+                    off = ((t * K + k) * B + rows[:, None]) * D + cols[None, :]
+                    tl.store(z_ptr + off, z, mask=m2)
+                    tl.store(p_ptr + off, p, mask=m2)
+                    tl.store(q_ptr + off, q, mask=m2)
+                z = z + tl.load(eta_ptr + t * K + k) * beta * q
+            h = tl.where((t < lens)[:, None], z, h)
+        tl.store(hT_ptr + rows[:, None] * D + cols[None, :], h, mask=m2)
+
+    @triton.jit
+    def _tarnn_bwd(dh_ptr, pm_ptr, um_ptr, eta_ptr, len_ptr, p_ptr, q_ptr, beta_ptr, da_ptr,
+                   tq_ptr, dpre_ptr, dh0_ptr, B, T, D,
+                   K: tl.constexpr, ACT: tl.constexpr,
+                   BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        cols = tl.arange(0, BLOCK_D)
+        rmask, cmask = rows < B, cols < D
+        m2 = rmask[:, None] & cmask[None, :]
+        mm2 = cmask[:, None] & cmask[None, :]
+        sq = cols[:, None] * D + cols[None, :]
+        usm = tl.load(pm_ptr + sq, mask=mm2, other=0.0)  # Us, B2, W2 themselves
+        b2m = tl.load(pm_ptr + D * D + sq, mask=mm2, other=0.0)
+        w2m = tl.load(pm_ptr + 2 * D * D + sq, mask=mm2, other=0.0)
+        um = tl.load(um_ptr + sq, mask=mm2, other=0.0)
+        lens = tl.load(len_ptr + rows, mask=rmask, other=0)
+        dh = tl.load(dh_ptr + rows[:, None] * D + cols[None, :], mask=m2, other=0.0)
+        for tt in range(T):
+            t = T - 1 - tt
+            live = (t < lens)[:, None]
+            beta = tl.load(beta_ptr + (t * B + rows[:, None]) * D + cols[None, :], mask=m2,
+                           other=0.0)
+            dz = tl.where(live, dh, 0.0)
+            gbeta = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+            dc = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+            dwu = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+            for kk in tl.static_range(K):
+                k = K - 1 - kk
+                off = ((t * K + k) * B + rows[:, None]) * D + cols[None, :]
+                p = tl.load(p_ptr + off, mask=m2, other=0.0)
+                q = tl.load(q_ptr + off, mask=m2, other=0.0)
+                eta = tl.load(eta_ptr + t * K + k)
+                tq = dz * beta  # z_{k+1} = z_k + eta beta q_k
+                tl.store(tq_ptr + off, tq, mask=m2)  # for eta_k: <tq, q>
+                gbeta += eta * dz * q
+                da = eta * tq * _act_grad(p, ACT)
+                tl.store(da_ptr + off, da, mask=m2)
+                dc += eta * tq
+                dwu += da
+                dz = dz - eta * tq + tl.dot(da, um, input_precision="ieee")
+            dbeta = gbeta * beta * (1.0 - beta)
+            po = dpre_ptr + (rows[:, None] * T + t) * 3 * D + cols[None, :]  # (B, T, 3D)
+            tl.store(po, dbeta, mask=m2)
+            tl.store(po + D, dc, mask=m2)
+            tl.store(po + 2 * D, dwu, mask=m2)
+            dprev = (dz + tl.dot(dbeta, usm, input_precision="ieee")
+                     + tl.dot(dc, b2m, input_precision="ieee")
+                     + tl.dot(dwu, w2m, input_precision="ieee"))
+            dh = tl.where(live, dprev, dh)
+        tl.store(dh0_ptr + rows[:, None] * D + cols[None, :], dh, mask=m2)
+
+    @triton.jit
+    def _srnn_fwd(u_ptr, h0_ptr, st_ptr, len_ptr, hT_ptr, hs_ptr, B, T, D, stride_ub, stride_ut,
+                  ACT: tl.constexpr, SAVE: tl.constexpr,
+                  BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
+        # st: the cyclic shift as a 0/1 matrix, h W_p^T = roll(h, 1) (exact in IEEE)
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        cols = tl.arange(0, BLOCK_D)
+        rmask, cmask = rows < B, cols < D
+        m2 = rmask[:, None] & cmask[None, :]
+        sh = tl.load(st_ptr + cols[:, None] * D + cols[None, :],
+                     mask=cmask[:, None] & cmask[None, :], other=0.0)
+        lens = tl.load(len_ptr + rows, mask=rmask, other=0)
+        h = tl.load(h0_ptr + rows[:, None] * D + cols[None, :], mask=m2, other=0.0)
+        for t in range(T):
+            b = tl.load(u_ptr + rows[:, None] * stride_ub + t * stride_ut + cols[None, :],
+                        mask=m2, other=0.0)
+            hn = _act(tl.dot(h, sh, input_precision="ieee") + b, ACT)
+            if SAVE:
+                tl.store(hs_ptr + (t * B + rows[:, None]) * D + cols[None, :], hn, mask=m2)
+            h = tl.where((t < lens)[:, None], hn, h)
+        tl.store(hT_ptr + rows[:, None] * D + cols[None, :], h, mask=m2)
+
+    @triton.jit
+    def _srnn_bwd(dh_ptr, s_ptr, len_ptr, hs_ptr, du_ptr, dh0_ptr, B, T, D,
+                  ACT: tl.constexpr, BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
+        rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
+        cols = tl.arange(0, BLOCK_D)
+        rmask, cmask = rows < B, cols < D
+        m2 = rmask[:, None] & cmask[None, :]
+        sm = tl.load(s_ptr + cols[:, None] * D + cols[None, :],
+                     mask=cmask[:, None] & cmask[None, :], other=0.0)  # W_p: dh = da W_p
+        lens = tl.load(len_ptr + rows, mask=rmask, other=0)
+        dh = tl.load(dh_ptr + rows[:, None] * D + cols[None, :], mask=m2, other=0.0)
+        for tt in range(T):
+            t = T - 1 - tt
+            live = (t < lens)[:, None]
+            hn = tl.load(hs_ptr + (t * B + rows[:, None]) * D + cols[None, :], mask=m2, other=0.0)
+            da = tl.where(live, dh, 0.0) * _act_grad(hn, ACT)
+            tl.store(du_ptr + (rows[:, None] * T + t) * D + cols[None, :], da, mask=m2)
+            dh = tl.where(live, tl.dot(da, sm, input_precision="ieee"), dh)
+        tl.store(dh0_ptr + rows[:, None] * D + cols[None, :], dh, mask=m2)
+
 
 def _launch_cfg(B: int, D: int) -> tuple[int, int, tuple[int]]:
     block_b = 16  # tl.dot needs >= 16 rows
@@ -377,10 +579,156 @@ def _deep(cell, u, h0, lengths):
                              cell.hparams.get("activation", "relu"), need_grad)
 
 
+def _lens(lengths, B, T, device):
+    if lengths is None:
+        return torch.full((B,), T, device=device, dtype=torch.int32)
+    return lengths.to(device=device, dtype=torch.int32).contiguous()
+
+
+def _eta_table(eta, T, K):
+    return (eta.view(1, K).expand(T, K) if eta.dim() == 1 else eta[:, :T].t()).contiguous()
+
+
+class _ERNNKernel(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w, h0, lengths, eta_tk, V, U, K, act, need_grad):
+        B, T, D = w.shape
+        bb, bd, grid = _launch_cfg(B, D)
+        hT = torch.empty_like(h0)
+        HK = A = P = hT
+        if need_grad:
+            HK, A, P = (w.new_empty(T, K, B, D) for _ in range(3))
+        _ernn_fwd[grid](w, h0, V.t().contiguous(), U.t().contiguous(), eta_tk, lengths, hT,
+                        HK, A, P, B, T, D, w.stride(0), w.stride(1),
+                        K=K, ACT=_ACT[act], SAVE=need_grad, BLOCK_B=bb, BLOCK_D=bd)
+        if need_grad:
+            ctx.save_for_backward(HK, A, P, lengths, eta_tk, V, U)
+            ctx.K, ctx.act = K, act
+        return hT
+
+    @staticmethod
+    def backward(ctx, dh):
+        HK, A, P, lengths, eta_tk, V, U = ctx.saved_tensors
+        T, K, B, D = HK.shape
+        bb, bd, grid = _launch_cfg(B, D)
+        DC, DA, DN = (torch.empty_like(HK) for _ in range(3))
+        dh0 = torch.empty_like(dh)
+        _ernn_bwd[grid](dh.contiguous(), V.contiguous(), U.contiguous(), eta_tk, lengths, HK,
+                        P, DC, DA, DN, dh0, B, T, D, K=K, ACT=_ACT[ctx.act], BLOCK_B=bb,
+                        BLOCK_D=bd)
+        dU = DC.view(-1, D).t().mm(A.view(-1, D))  # c = a + U a
+        dV = DA.view(-1, D).t().mm(HK.view(-1, D))  # a = V h + w
+        d_eta = (DN * (P - HK)).sum((2, 3))  # h <- (1 - eta) h + eta p
+        dw = DA.sum(1).transpose(0, 1)
+        return dw, dh0, None, d_eta, dV, dU, None, None, None
+
+
+def _ernn(cell, u, h0, lengths):
+    B, T, _ = u.shape
+    D, K = cell.hidden_size, cell.K
+    w = u[..., :D].contiguous()
+    eta_tk = _eta_table(cell.eta, T, K)
+    V, U = cell.V.matrix().contiguous(), cell.U.matrix().contiguous()
+    need_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (w, h0, eta_tk, V, U))
+    return _ERNNKernel.apply(w, h0.contiguous(), _lens(lengths, B, T, u.device), eta_tk, V, U,
+                             K, cell.hparams.get("activation", "relu"), need_grad)
+
+
+class _TARNNKernel(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, h0, lengths, eta_tk, Pm, U, K, act, need_grad):
+        B, T, _ = u.shape
+        D = U.shape[0]
+        bb, bd, grid = _launch_cfg(B, D)
+        hT = torch.empty_like(h0)
+        Z = P = Q = BETA = hT
+        if need_grad:
+            Z, P, Q = (u.new_empty(T, K, B, D) for _ in range(3))
+            BETA = u.new_empty(T, B, D)
+        Pt = Pm.view(3, D, D).transpose(1, 2).contiguous()
+        _tarnn_fwd[grid](u, h0, Pt, U.t().contiguous(), eta_tk, lengths, hT, Z, P, Q, BETA,
+                         B, T, D, u.stride(0), u.stride(1),
+                         K=K, ACT=_ACT[act], SAVE=need_grad, BLOCK_B=bb, BLOCK_D=bd)
+        if need_grad:
+            ctx.save_for_backward(Z, P, Q, BETA, lengths, eta_tk, Pm, U)
+            ctx.K, ctx.act = K, act
+        return hT
+
+    @staticmethod
+    def backward(ctx, dh):
+        Z, P, Q, BETA, lengths, eta_tk, Pm, U = ctx.saved_tensors
+        T, K, B, D = Z.shape
+        bb, bd, grid = _launch_cfg(B, D)
+        DA, TQ = torch.empty_like(Z), torch.empty_like(Z)
+        DPRE = Z.new_empty(B, T, 3 * D)  # dL/du: [beta, c, wu] pre-activations
+        dh0 = torch.empty_like(dh)
+        _tarnn_bwd[grid](dh.contiguous(), Pm.contiguous(), U.contiguous(), eta_tk, lengths, P, Q,
+                         BETA, DA, TQ, DPRE, dh0, B, T, D, K=K, ACT=_ACT[ctx.act], BLOCK_B=bb,
+                         BLOCK_D=bd)
+        dU = DA.view(-1, D).t().mm(Z.view(-1, D))  # p = phi(U z + wu)
+        H = Z[:, 0].transpose(0, 1).reshape(B * T, D)  # h_{t-1}, rows in (b, t) order
+        dPm = DPRE.view(B * T, 3 * D).t().mm(H)  # [beta, c, wu] = [Us; B2; W2] h + u
+        d_eta = (TQ * Q).sum((2, 3))
+        return DPRE, dh0, None, d_eta, dPm, dU, None, None, None
+
+
+def _tarnn(cell, u, h0, lengths):
+    B, T, _ = u.shape
+    D, K = cell.hidden_size, cell.K
+    eta_tk = _eta_table(cell.eta, T, K)
+    Pm = torch.cat([cell.Us.matrix(), cell.B2.matrix(), cell.W2.matrix()]).contiguous()
+    U = cell.U.matrix().contiguous()
+    uu = u[..., :3 * D].contiguous()
+    need_grad = torch.is_grad_enabled() and any(
+        t.requires_grad for t in (uu, h0, eta_tk, Pm, U))
+    return _TARNNKernel.apply(uu, h0.contiguous(), _lens(lengths, B, T, u.device), eta_tk, Pm,
+                              U, K, cell.hparams.get("activation", "relu"), need_grad)
+
+
+class _SRNNKernel(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, u, h0, lengths, act, need_grad):
+        B, T, D = u.shape
+        bb, bd, grid = _launch_cfg(B, D)
+        Wp = torch.roll(torch.eye(D, dtype=u.dtype, device=u.device), 1, 0)  # (W_p h)_i = h_{i-1}
+        hT = torch.empty_like(h0)
+        HS = u.new_empty(T, B, D) if need_grad else hT
+        _srnn_fwd[grid](u, h0, Wp.t().contiguous(), lengths, hT, HS, B, T, D, u.stride(0),
+                        u.stride(1), ACT=_ACT[act], SAVE=need_grad, BLOCK_B=bb, BLOCK_D=bd)
+        if need_grad:
+            ctx.save_for_backward(HS, lengths, Wp)
+            ctx.act = act
+        return hT
+
+    @staticmethod
+    def backward(ctx, dh):
+        HS, lengths, Wp = ctx.saved_tensors
+        T, B, D = HS.shape
+        bb, bd, grid = _launch_cfg(B, D)
+        du, dh0 = HS.new_empty(B, T, D), torch.empty_like(dh)
+        _srnn_bwd[grid](dh.contiguous(), Wp.contiguous(), lengths, HS, du, dh0, B, T, D,
+                        ACT=_ACT[ctx.act], BLOCK_B=bb, BLOCK_D=bd)
+        return du, dh0, None, None, None
+
+
+def _srnn(cell, u, h0, lengths):
+    B, T, _ = u.shape
+    need_grad = torch.is_grad_enabled() and (u.requires_grad or h0.requires_grad)
+    return _SRNNKernel.apply(u.contiguous(), h0.contiguous(), _lens(lengths, B, T, u.device),
+                             cell.hparams.get("activation", "relu"), need_grad)
+
+
 def sequence(cell, u: torch.Tensor, h0: torch.Tensor, lengths: torch.Tensor | None
              ) -> torch.Tensor:
     """Final state of ``cell`` over prepared inputs ``u`` (B, T, F) from ``h0``; differentiable.
     Only for cells and inputs :func:`supports` accepts."""
     if cell.name == "irnn":
         return _irnn(cell, u, h0, lengths)
+    if cell.name == "ernn":
+        return _ernn(cell, u, h0, lengths)
+    if cell.name == "tarnn":
+        return _tarnn(cell, u, h0, lengths)
+    if cell.name == "srnn":
+        return _srnn(cell, u, h0, lengths)
     return _deep(cell, u, h0, lengths)
