@@ -9,9 +9,9 @@ the backward needs in preallocated ``(T, K, B, D)`` buffers, and differentiates 
 * per-step scalars (``eta``, ``alpha``, ...) are read once as Python floats and folded into
   ``torch.add(.., alpha=)`` / ``torch.addmm(.., beta=, alpha=)``, so the step has fewer ops;
 * the sequential backward does only what must be sequential (the adjoint state); gradients of the
-  recurrent weights and the step scalars are reduced afterwards over all T x K steps at once
-  (one large matmul per weight instead of T x K small ones);
-* activation derivatives come from the stored activation outputs, in one pass;
+  recurrent weights, the step scalars and the inputs are reduced once per time step over its
+  K (x L) blocks while they are in cache (one batched product per weight instead of K small ones);
+* activation derivatives come from the stored activation outputs (autograd's own kernels);
 * the large buffers are recycled between training steps (:class:`Workspace`): a fresh buffer of
   tens of MB costs more in page faults on first touch than the loop spends computing in it.
 
@@ -34,8 +34,9 @@ from torch.autograd.function import once_differentiable
 
 from ._params import DenseMap, LowRankMap, PermDiagMap
 
-__all__ = ["Consts", "FastLoop", "MapOps", "fast_loops_enabled", "use_fast_loops", "run_fast_loop",
-           "act_backward", "act_inplace", "step_sizes"]
+__all__ = ["FastLoop", "run_fast_loop", "fast_loops_enabled", "use_fast_loops", "WORKSPACE",
+           "Saved", "Consts", "MapOps", "GradAcc", "StackedMaps", "act_backward", "act_inplace",
+           "step_sizes", "step_size_grad", "masked", "pad_features", "sum_blocks"]
 
 _ENABLED = True
 
