@@ -303,6 +303,8 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         except KeyboardInterrupt:
             interrupted = True
     if interrupted:
+        if cfg.storage is None:  # our own study: a trial Ctrl-C cut short is failed and re-queued
+            _fail_interrupted_trials(study)
         return _finish_interrupted(study, out, cfg, quiet)
     search_seconds = time.perf_counter() - t_start
 

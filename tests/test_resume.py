@@ -147,7 +147,7 @@ def test_ctrl_c_exports_the_best_model_so_far_and_resume_finishes(tmp_path):
     model, spec, meta = load_model(out / "model")
     assert meta["trial"] in _complete(out)
     states = {t.state for t in _trials(out)}
-    assert optuna.trial.TrialState.FAIL in states  # the trial Ctrl-C stopped is marked
+    assert optuna.trial.TrialState.RUNNING not in states  # a trial Ctrl-C cut short is marked
     p = _start(out, True, trials)
     stdout, stderr = p.communicate(timeout=300)
     assert p.returncode == 0, stderr[-2000:]
