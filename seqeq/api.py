@@ -318,7 +318,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         seed = cfg.seed + 1000 + k
         model = build_model(spec)
         model.set_normalisation(mean, std)
-        tcfg = train_config_of(best, device, seed=seed, epochs=epochs)
+        tcfg = train_config_of(best, device, seed=seed, stop_epoch=epochs)
         hist = train_model(model, full, tcfg, metric=cfg.metric)
         fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.metric)
         rec = {"seed": seed, "model": model, "val_score": fit_score, "history": hist.history}

@@ -111,10 +111,13 @@ def spec_of(trial: optuna.trial.FrozenTrial) -> ModelSpec:
 
 
 def train_config_of(trial: optuna.trial.FrozenTrial, device: str, seed: int,
-                    epochs: int | None = None) -> TrainConfig:
+                    stop_epoch: int | None = None) -> TrainConfig:
+    """The trial's training settings; with ``stop_epoch``, the same learning-rate schedule
+    followed up to that epoch (how the final model repeats the trial's best epoch)."""
     t = trial.user_attrs["train"]
-    return TrainConfig(lr=t["lr"], batch_size=t["batch_size"], epochs=epochs or t["epochs"],
-                       patience=t.get("patience", 0), device=device, seed=seed)
+    return TrainConfig(lr=t["lr"], batch_size=t["batch_size"], epochs=t["epochs"],
+                       patience=0 if stop_epoch else t.get("patience", 0), device=device,
+                       seed=seed, stop_epoch=stop_epoch)
 
 
 def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:

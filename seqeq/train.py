@@ -45,6 +45,9 @@ class TrainConfig:
     seed: int = 0
     #: stop training after this many seconds (None: no limit); the best epoch so far is kept
     max_seconds: float | None = None
+    #: stop after this epoch while keeping the learning-rate schedule of ``epochs`` (the final
+    #: retrain repeats a trial's trajectory up to its best epoch)
+    stop_epoch: int | None = None
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:
@@ -246,6 +249,8 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
         if on_epoch is not None:
             on_epoch(epoch, rec)
         if rec.get("diverged") or (va is not None and cfg.patience and since_best >= cfg.patience):
+            break
+        if cfg.stop_epoch is not None and epoch >= cfg.stop_epoch:
             break
         if out_of_time or (cfg.max_seconds is not None
                            and time.perf_counter() - t0 > cfg.max_seconds):
