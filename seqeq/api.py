@@ -62,7 +62,8 @@ class RunResult:
 # data
 def load_data(dc: DataConfig, seed: int = 0):
     """(train, test, info): the training data (validation is split later) and the test set."""
-    from .datasets import SeqData, align_test, load_benchmark, load_file, stratified_split
+    from .datasets import (SeqData, align_test, grouped_split, load_benchmark, load_file,
+                           stratified_split)
 
     if dc.benchmark:
         train, test = load_benchmark(dc.benchmark, data_dir=dc.data_dir, seed=seed)
@@ -77,10 +78,15 @@ def load_data(dc: DataConfig, seed: int = 0):
         return train, test, {"kind": "file", "path": str(dc.path), "test": str(dc.test_path)}
     require_per_class(train, 3, "a stratified train/validation/test split",
                       "with a separate --test file, 2 per class suffice")
-    keep, held = stratified_split(train.y, dc.test_frac, seed)
+    if train.groups is not None and len(np.unique(train.groups)) >= 3:
+        # whole groups held out for test too, as validation does (unseen subjects/devices)
+        keep, held = grouped_split(train.groups, train.y, dc.test_frac, seed + 7919)
+        how = f"grouped {dc.test_frac:.0%} hold-out by {dc.group_col} (seed {seed})"
+    else:
+        keep, held = stratified_split(train.y, dc.test_frac, seed)
+        how = f"stratified {dc.test_frac:.0%} hold-out (seed {seed})"
     return (train.subset(keep), train.subset(held),
-            {"kind": "file", "path": str(dc.path),
-             "test": f"stratified {dc.test_frac:.0%} hold-out (seed {seed})"})
+            {"kind": "file", "path": str(dc.path), "test": how})
 
 
 def require_per_class(data, need: int, what: str, alt: str = "") -> None:

@@ -125,3 +125,16 @@ def test_grouped_validation_holds_out_whole_groups(walks):
     assert "grouped" in how
     assert not set(np.unique(tr.groups)) & set(np.unique(va.groups))
     assert 0.1 <= va.n_series / data.n_series <= 0.4
+
+
+def test_group_col_holds_out_whole_groups_for_test_too(tmp_path, walks):
+    from seqeq.api import load_data
+    from seqeq.config import DataConfig
+    from seqeq.datasets import save_file
+
+    data = walks(n=180, T=12, groups=True)
+    save_file(data, tmp_path / "d.csv", "long")
+    train, test, info = load_data(DataConfig(path=str(tmp_path / "d.csv"), group_col="group"))
+    assert "grouped" in info["test"]
+    assert not set(np.unique(train.groups)) & set(np.unique(test.groups))
+    assert set(np.unique(test.y)) == {0, 1}
