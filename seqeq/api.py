@@ -62,8 +62,14 @@ class RunResult:
 # data
 def load_data(dc: DataConfig, seed: int = 0):
     """(train, test, info): the training data (validation is split later) and the test set."""
-    from .datasets import (SeqData, align_test, grouped_split, load_benchmark, load_file,
-                           stratified_split)
+    from .datasets import (
+        SeqData,
+        align_test,
+        grouped_split,
+        load_benchmark,
+        load_file,
+        stratified_split,
+    )
 
     if dc.benchmark:
         train, test = load_benchmark(dc.benchmark, data_dir=dc.data_dir, seed=seed)

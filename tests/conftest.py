@@ -1,8 +1,8 @@
 """Shared test fixtures.
 
 Tests run on CPU with tiny data. ``SEQEQ_DATA_DIR`` points at the staged benchmark data
-(``.ci/run`` sets it to ``../shared/data``); tests that need a real file skip with the reason when it
-is absent.
+(``.ci/run`` sets it to ``../shared/data``); tests that need a real file skip with the reason
+when it is absent.
 """
 
 from __future__ import annotations

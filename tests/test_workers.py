@@ -122,7 +122,7 @@ def test_two_processes_share_a_postgresql_study(tmp_path, postgres_url):
     kw = {"trials": 6, "storage": postgres_url, "study_name": "shared"}
     procs = [_driver(tmp_path / f"worker{i}", **kw) for i in range(2)]
     outs = [p.communicate(timeout=300) for p in procs]
-    for p, (_, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
     study = optuna.load_study(study_name="shared", storage=postgres_url)
     trials = study.get_trials()
