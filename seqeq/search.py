@@ -77,16 +77,32 @@ def _retry_callback():
     return cls(max_retry=2) if cls else optuna.storages.RetryFailedTrialCallback(max_retry=2)
 
 
+def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
+    """Open an RDB storage. Several workers starting at once on a fresh database race to create
+    its schema (PostgreSQL: duplicate key on CREATE TYPE); the losers retry once it exists."""
+    from sqlalchemy.exc import DBAPIError
+
+    for i in range(attempts):
+        try:
+            return optuna.storages.RDBStorage(
+                url,
+                heartbeat_interval=10,
+                grace_period=30,
+                heartbeat_stale_trial_callback=_retry_callback(),
+                engine_kwargs=({"connect_args": {"timeout": 60}} if url.startswith("sqlite")
+                               else None),
+            )
+        except DBAPIError:
+            if i == attempts - 1:
+                raise
+            time.sleep(0.5 * (i + 1))
+    raise AssertionError("unreachable")
+
+
 def make_study(cfg: SearchConfig, run_dir: Path, load_if_exists: bool) -> optuna.Study:
     """Create or open the study: SQLite in ``run_dir`` unless ``cfg.storage`` names another."""
     url = cfg.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
-    storage = optuna.storages.RDBStorage(
-        url,
-        heartbeat_interval=10,
-        grace_period=30,
-        heartbeat_stale_trial_callback=_retry_callback(),
-        engine_kwargs={"connect_args": {"timeout": 60}} if url.startswith("sqlite") else None,
-    )
+    storage = _rdb_storage(url)
     n_startup = max(3, min(10, cfg.trials // 3))
     sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=n_startup,
                                          multivariate=True, group=True, constant_liar=True)

@@ -17,7 +17,10 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 
 DRIVER = f"""
-import sys, torch
+import signal, sys, torch
+# a process started in the background by a non-interactive shell inherits SIGINT as ignored;
+# restore Python's handler so the Ctrl-C test means the same everywhere
+signal.signal(signal.SIGINT, signal.default_int_handler)
 torch.set_num_threads(1)
 sys.path.insert(0, {str(TESTS)!r})
 from conftest import make_walks
