@@ -24,7 +24,19 @@ signal.signal(signal.SIGINT, signal.default_int_handler)
 torch.set_num_threads(1)
 sys.path.insert(0, {str(TESTS)!r})
 from conftest import make_walks
+import time
+import seqeq.search
 from seqeq.api import run_on
+
+# every search epoch lasts at least 0.3 s, so "a trial is running" is a state the test can catch
+_train = seqeq.search.train_model
+def _slow_train(model, train, cfg, val=None, on_epoch=None, **kw):
+    def hook(epoch, rec):
+        time.sleep(0.3)
+        if on_epoch is not None:
+            on_epoch(epoch, rec)
+    return _train(model, train, cfg, val=val, on_epoch=hook, **kw)
+seqeq.search.train_model = _slow_train
 from seqeq.config import SearchConfig
 out, resume, trials = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
 cfg = SearchConfig(budget_kb=3, trials=trials, epochs=5, patience=0, final_seeds=1,
