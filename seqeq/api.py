@@ -7,7 +7,6 @@ evaluate the test set once -> save, export ONNX, write the report. The CLI calls
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -540,7 +539,3 @@ def predict(model_path: str | Path, data: str | Path, *, proba: bool = False,
         for i, c in enumerate(clf.class_names):
             df[f"p_{c}"] = probs[:, i]
     return df
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(Path(path).read_text())

@@ -83,12 +83,6 @@ Quiet = Annotated[bool, typer.Option(help="No progress output.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
-def _search_opts(**kw) -> dict:
-    cells = kw.pop("cells")
-    kw["cells"] = tuple(c.strip() for c in cells.split(",") if c.strip()) if cells else None
-    return kw
-
-
 def _print_result(res, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(res.to_dict(), indent=2, default=str) + "\n")
@@ -161,11 +155,10 @@ def fit(
                       seed=seed, out=out, fmt=fmt, id_col=id_col, time_col=time_col,
                       label_col=label_col, group_col=group_col, nan=nan,
                       quiet=quiet or as_json,
-                      **_search_opts(cells=cells, metric=metric, epochs=epochs,
-                                     final_seeds=final_seeds, device=device, storage=storage,
-                                     study_name=study_name, workers=workers, resume=resume,
-                                     overwrite=overwrite, quantize=quantize, pruner=pruner,
-                                     trial_timeout=trial_timeout))
+                      cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
+                      device=device, storage=storage, study_name=study_name, workers=workers,
+                      resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,
+                      trial_timeout=trial_timeout)
         _print_result(res, as_json)
         if res.extra.get("interrupted"):
             raise typer.Exit(130)
@@ -207,11 +200,10 @@ def bench(
     with _user_errors():
         res = api.bench(name, budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
                         out=out, data_dir=data_dir, quiet=quiet or as_json,
-                        **_search_opts(cells=cells, metric=metric, epochs=epochs,
-                                       final_seeds=final_seeds, device=device, storage=storage,
-                                       study_name=study_name, workers=workers, resume=resume,
-                                       overwrite=overwrite, quantize=quantize, pruner=pruner,
-                                     trial_timeout=trial_timeout))
+                        cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
+                        device=device, storage=storage, study_name=study_name, workers=workers,
+                        resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,
+                        trial_timeout=trial_timeout)
         _print_result(res, as_json)
         if res.extra.get("interrupted"):
             raise typer.Exit(130)

@@ -12,7 +12,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import optuna
@@ -240,7 +240,7 @@ def run_workers(ctx: SearchContext, study: optuna.Study, run_dir: Path,
     if ctx.cfg.workers <= 1:
         return run_search(ctx, study, callbacks)
     mpc = mp.get_context("spawn")
-    procs = [mpc.Process(target=_worker_main, args=(replace(ctx), str(run_dir)), daemon=False)
+    procs = [mpc.Process(target=_worker_main, args=(ctx, str(run_dir)), daemon=False)
              for _ in range(ctx.cfg.workers - 1)]
     for p in procs:
         p.start()

@@ -189,12 +189,8 @@ def suggest_spec(trial, cell: str, d: int, C: int, budget: int, bpp: int = 4) ->
     lo, hi = _d_min(fam, chosen), _max_d(fam, d, C, chosen, budget, bpp)
     frac = trial.suggest_float("size_frac", 0.0, 1.0)
     s_lo, s_hi = size_of(cell, d, C, lo, kw, bpp), size_of(cell, d, C, hi, kw, bpp)
-    target = s_lo + frac * (s_hi - s_lo)
-    D = lo
-    for cand in range(hi, lo - 1, -1):
-        if size_of(cell, d, C, cand, kw, bpp) <= target and cand % fam.d_step == 0:
-            D = cand
-            break
+    # the largest D whose model fits the target size (sizes are whole bytes, monotone in D)
+    D = max(lo, _max_d(fam, d, C, chosen, int(s_lo + frac * (s_hi - s_lo)), bpp))
     spec = ModelSpec(cell, d, D, C, kw)
     assert spec_size_bytes(spec, bpp) <= budget, "search proposed a model over budget"
     return spec
