@@ -36,11 +36,27 @@ PAPER_DEFAULTS = [
     ("rnn", 64, {}, 1e-3),
 ]
 
+# iRNN probes (RESULTS.md, issue 3): step-size initialisation, per-timestep eta, dense U, tanh
+_LR = {"K": 1, "u_kind": "lowrank", "u_rank": 8}
+IRNN_PROBES = [
+    ("irnn", 80, {**_LR, "eta_init": 0.1}, 1e-2),
+    ("irnn", 80, {**_LR, "eta_init": 1.0}, 1e-2),
+    ("irnn", 80, {**_LR, "K": 3, "eta_init": 0.3}, 1e-2),
+    ("irnn", 80, {**_LR, "K": 5, "eta_init": 0.2}, 1e-2),
+    ("irnn", 80, {**_LR, "n_timesteps": 128}, 1e-2),
+    ("irnn", 80, {**_LR, "K": 5, "n_timesteps": 128}, 1e-2),
+    ("irnn", 80, {**_LR, "u_kind": "dense", "u_rank": None}, 1e-2),
+    ("irnn", 80, {**_LR, "activation": "tanh", "eta_init": 1.0}, 1e-2),
+]
+CONFIGS = {"paper": PAPER_DEFAULTS, "irnn-probes": IRNN_PROBES}
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=12)
     ap.add_argument("--cells", default=None, help="comma-separated subset")
+    ap.add_argument("--configs", default="paper", choices=sorted(CONFIGS),
+                    help="paper: every cell with its paper defaults; irnn-probes: iRNN variants")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--markdown", action="store_true")
@@ -51,7 +67,7 @@ def main() -> None:
     mean, std = train.channel_stats()
     wanted = set(args.cells.split(",")) if args.cells else None
     rows = []
-    for cell, D, hp, lr in PAPER_DEFAULTS:
+    for cell, D, hp, lr in CONFIGS[args.configs]:
         if wanted and cell not in wanted:
             continue
         spec = ModelSpec(cell, train.n_channels, D, train.n_classes, hp)
