@@ -238,7 +238,7 @@ def _fail_interrupted_trials(study) -> int:
 
     n = 0
     for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study._storage.set_trial_state_values(t._trial_id, optuna.trial.TrialState.FAIL)
+        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
         n += 1
     return n
@@ -327,7 +327,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     finals = []
     for k in range(cfg.final_seeds):
         seed = cfg.seed + 1000 + k
-        model = build_model(spec)
+        model = build_model(spec, seed=seed)
         model.set_normalisation(mean, std)
         tcfg = train_config_of(best, device, seed=seed, stop_epoch=epochs)
         hist = train_model(model, full, tcfg, metric=cfg.metric)

@@ -86,7 +86,7 @@ def spec_size_bytes(spec: ModelSpec, bytes_per_param: int = 4) -> int:
 def _int8_size(spec_json: str) -> int:
     from .export.quantize import int8_size_bytes
 
-    return int8_size_bytes(build_model(ModelSpec.from_dict(json.loads(spec_json))))
+    return int8_size_bytes(build_model(ModelSpec.from_dict(json.loads(spec_json)), seed=0))
 
 
 class SequenceClassifier(nn.Module):
@@ -116,9 +116,16 @@ class SequenceClassifier(nn.Module):
         return self.cell.regularization()
 
 
-def build_model(spec: ModelSpec) -> SequenceClassifier:
-    cell = create_cell(spec.cell, spec.input_size, spec.hidden_size, **spec.cell_kwargs)
-    return SequenceClassifier(cell, spec.num_classes)
+def build_model(spec: ModelSpec, seed: int | None = None) -> SequenceClassifier:
+    """The model ``spec`` describes, initialised from torch's global generator, or with ``seed``
+    from its own (the same weights whatever ran before in the process; the global generator is
+    left untouched)."""
+    if seed is None:
+        cell = create_cell(spec.cell, spec.input_size, spec.hidden_size, **spec.cell_kwargs)
+        return SequenceClassifier(cell, spec.num_classes)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(spec)
 
 
 def save_model(model: SequenceClassifier, spec: ModelSpec, path: str | Path,
@@ -134,6 +141,10 @@ def save_model(model: SequenceClassifier, spec: ModelSpec, path: str | Path,
     atomic_write_bytes(path / "model.safetensors", st_save(tensors))
     meta = {"format": "seqeq-model/1", "spec": spec.to_dict(), **(extra or {})}
     atomic_write_bytes(path / "model.json", json.dumps(meta, indent=2).encode())
+
+
+#: the largest Euler-step count K or depth L a saved model may ask for (the search uses <= 6)
+MAX_STEPS = 64
 
 
 def load_model(path: str | Path) -> tuple[SequenceClassifier, ModelSpec, dict[str, Any]]:
@@ -159,6 +170,10 @@ def load_model(path: str | Path) -> tuple[SequenceClassifier, ModelSpec, dict[st
         spec = ModelSpec.from_dict(meta["spec"])
         if min(spec.input_size, spec.hidden_size, spec.num_classes) < 1:
             raise ValueError(f"non-positive sizes in {spec}")
+        for key in ("K", "L"):  # free in parameters, not in compute: bound them explicitly
+            v = spec.cell_kwargs.get(key)
+            if v is not None and not (isinstance(v, int) and 1 <= v <= MAX_STEPS):
+                raise ValueError(f"{key}={v!r} is outside 1..{MAX_STEPS}")
         try:
             n_params, n_bytes = spec_param_count(spec), wpath.stat().st_size
         except SeqeqError as e:  # e.g. an unknown cell: about the file, not the user's flags

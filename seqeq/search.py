@@ -155,7 +155,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         trial.set_user_attr("size_bytes", size)
         trial.set_user_attr("train", {"lr": lr, "batch_size": batch_size, "epochs": cfg.epochs,
                                       "patience": cfg.patience})
-        model = build_model(spec)
+        model = build_model(spec, seed=tcfg.seed)
         model.set_normalisation(mean, std)
         t0 = time.perf_counter()
         curve: list[float] = []

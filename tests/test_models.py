@@ -51,3 +51,20 @@ def test_save_load_round_trip(tmp_path, cell):
     assert spec2 == spec and meta["class_names"] == list("abcd")
     x = torch.randn(2, 5, 3)
     assert torch.equal(model.eval()(x), loaded(x))
+
+
+def test_seeded_build_ignores_and_keeps_the_global_generator():
+    """A trial's model (and a final retrain's) starts from its own seed: the same weights whatever
+    the process did before, and the global generator is left as it was. (Without this, a search's
+    first trials depended on what ran earlier in the same process.)"""
+    spec = ModelSpec("irnn", 3, 8, 2, {"K": 2, "u_kind": "permdiag"})
+    torch.manual_seed(1)
+    a = build_model(spec, seed=3)
+    torch.rand(7)
+    state = torch.get_rng_state()
+    b = build_model(spec, seed=3)
+    assert torch.equal(torch.get_rng_state(), state)
+    for (k, v), w in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
+        assert torch.equal(v, w), k
+    c = build_model(spec, seed=4)
+    assert any(not torch.equal(v, w) for v, w in zip(a.parameters(), c.parameters(), strict=True))

@@ -163,6 +163,11 @@ def test_foreign_model_json_is_refused_before_allocating(model_dir):
                      ({**meta, "spec": {**meta["spec"], "cell": "os.system"}}, "cannot read"),
                      ({**meta, "spec": {**meta["spec"], "hidden_size": -4}}, "cannot read"),
                      ({**meta, "class_names": ["../x"]}, "cannot read"),
+                     # K and L cost compute, not parameters: a Euler loop of 10^9 steps per
+                     # time step would hang predict, so they are bounded explicitly
+                     ({**meta, "spec": {**meta["spec"], "cell_kwargs": {"K": 10**9}}},
+                      "K=1000000000 is outside 1..64"),
+                     ({**meta, "spec": {**meta["spec"], "cell_kwargs": {"L": 0}}}, "L=0 is outside"),
                      ([1, 2], "not a seqeq model description")):
         path.write_text(json.dumps(bad))
         with pytest.raises(SeqeqError, match=re.escape(msg)):
