@@ -43,11 +43,13 @@ def ref_irnn(cell, xs):
     hp, D = cell.hparams, cell.hidden_size
     phi = ACT[hp.get("activation", "relu")]
     U, W, b, alpha, eta = mat(cell.U), mat(cell.W), P(cell.b), P(cell.alpha), P(cell.eta)
+    sign = hp.get("h_sign", 1)  # Eq. 3: g(t) +- h_{k-1}; Eq. 5 writes +
     h = torch.zeros(D, dtype=xs.dtype)
     for t in range(xs.shape[0]):
         g = torch.zeros(D, dtype=xs.dtype)  # g_0 = 0
         for i in range(cell.K):
-            g = g + eta_at(eta, i, t) * (phi(U @ (g + h) + W @ xs[t] + b) - alpha * (g + h))
+            s = g + h if sign == 1 else g - h
+            g = g + eta_at(eta, i, t) * (phi(U @ s + W @ xs[t] + b) - alpha * s)
         h = g  # h_t = g_K
     return h
 

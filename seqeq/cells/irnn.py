@@ -7,7 +7,11 @@ K Euler steps toward the equilibrium of the incremental ODE, from ``g_0 = 0``::
                                               - alpha * (g_{i-1} + h_{t-1}) )
     h_t = g_K
 
-SiRNN is K = 1. ``eta`` is one learnable scalar per Euler step (init 0.01, as in the paper), or,
+SiRNN is K = 1. ``h_sign=-1`` takes the other sign Eq. 3 allows (``g - h_{t-1}`` wherever
+``g + h_{t-1}`` stands): the paper's Remark after Theorem 1 notes it turns the equilibrium's
+``dh_t/dh_{t-1} = -I`` into ``+I``, i.e. ``h_t = h_{t-1} + s*(x_t)`` accumulates over time instead
+of alternating in sign. The paper does not say which sign its experiments used; Eq. 5 (our default)
+shows ``+``. On HAR-2 ``-1`` is the better one (``benchmarks/RESULTS.md``, issue 3). ``eta`` is one learnable scalar per Euler step (init 0.01, as in the paper), or,
 with ``n_timesteps=T0``, one per (step, timestep) as in the authors' code (fixed-length data only;
 see :mod:`._steps`). ``U`` is dense, low-rank ``I + V H`` (the paper's choice, Sec. 3.2) or
 permutation-diagonal; ``W`` dense, low-rank ``W1 W2`` or permutation-diagonal.
@@ -49,15 +53,18 @@ class IRNN(Cell):
     def __init__(self, input_size: int, hidden_size: int, K: int = 1, u_kind: str = "lowrank",
                  u_rank: int | None = 8, w_kind: str = "dense", w_rank: int | None = None,
                  activation: str = "relu", eta_init: float = 0.01, alpha_init: float = 1.0,
-                 seed: int = 0, n_timesteps: int | None = None):
+                 seed: int = 0, n_timesteps: int | None = None, h_sign: int = 1):
+        if h_sign not in (1, -1):
+            raise ValueError(f"h_sign must be 1 or -1, got {h_sign!r}")
         u_rank = u_rank if u_kind == "lowrank" else None
         w_rank = w_rank if w_kind == "lowrank" else None
         super().__init__(input_size, hidden_size, K=K, u_kind=u_kind, u_rank=u_rank,
                          w_kind=w_kind, w_rank=w_rank, activation=activation,
                          eta_init=eta_init, alpha_init=alpha_init, seed=seed,
-                         n_timesteps=n_timesteps)
+                         n_timesteps=n_timesteps, h_sign=h_sign)
         D, d = hidden_size, input_size
         self.K = int(K)
+        self.h_sign = float(h_sign)
         self.phi = resolve_activation(activation)
         self.W = make_map(w_kind, d, D, rank=w_rank, seed=seed + 1)
         self.b = nn.Parameter(torch.zeros(D))
@@ -81,6 +88,8 @@ class IRNN(Cell):
             {"K": 3, "u_kind": "dense", "w_kind": "lowrank", "w_rank": 2, "activation": "tanh"},
             {"K": 2, "u_kind": "permdiag", "w_kind": "permdiag", "seed": 3},
             {"K": 2, "u_kind": "lowrank", "u_rank": 3, "n_timesteps": 9},
+            {"K": 3, "u_kind": "lowrank", "u_rank": 2, "h_sign": -1},
+            {"K": 1, "u_kind": "dense", "w_kind": "permdiag", "h_sign": -1, "n_timesteps": 9},
         ]
 
     def prepare(self, x):
@@ -89,8 +98,9 @@ class IRNN(Cell):
     def step(self, u_t, h):
         u_t, eta = split_eta(u_t, self.eta, self.n_timesteps)
         g = torch.zeros_like(h)
+        hs = h if self.h_sign > 0 else -h
         for i in range(self.K):
-            s = g + h
+            s = g + hs
             g = g + eta[i] * (self.phi(self.U(s) + u_t) - self.alpha * s)
         return g
 
@@ -101,7 +111,7 @@ class IRNN(Cell):
 class _IRNNLoop(FastLoop):
     """:meth:`IRNN.step` over a whole sequence, differentiated by hand (see :mod:`._fast`).
 
-    Per Euler step: ``s = g + h`` (``s = h`` at i = 1), ``a = U s + w``, ``p = phi(a)``,
+    The loop carries ``hs = h_sign * h``. Per Euler step: ``s = g + hs`` (``s = hs`` at i = 1), ``a = U s + w``, ``p = phi(a)``,
     ``g <- g + eta (p - alpha s)``. Saved: every ``s``, ``p`` (T, K, B, D) and ``U``'s
     intermediate. The backward reduces each time step's K blocks at once (step-size dot
     products, ``U``'s gradients, the input gradient).
@@ -109,6 +119,7 @@ class _IRNNLoop(FastLoop):
 
     def __init__(self, cell: IRNN):
         self.K, self.D, self.act = cell.K, cell.hidden_size, cell.hparams["activation"]
+        self.neg = cell.h_sign < 0
         self.U = MapOps(cell.U)
         self.eta, self.alpha = cell.eta, cell.alpha
         self.params = [*self.U.params, cell.alpha, cell.eta]
@@ -126,6 +137,8 @@ class _IRNNLoop(FastLoop):
             saved = Saved(u, S=(T, K, B, D), P=(T, K, B, D), X=None if r is None else (T, K, B, r))
             S, P, X = (saved.flat(n) for n in ("S", "P", "X"))
             saved.info = (eta, alpha, u.shape)
+        h = -h if self.neg else h  # hs from here on
+        if need_grad:
             h = S[0].copy_(h)
         n = 0  # substep t * K + i
         for t in range(T):
@@ -143,11 +156,13 @@ class _IRNNLoop(FastLoop):
                 g = q.mul_(c(e[0])) if i == 0 else g.add_(q, alpha=e[i])
                 n += 1
             nxt = S[n] if need_grad and t + 1 < T else None
+            if self.neg:
+                g = g.neg_()
             if masks is not None:  # padded rows keep their state
                 h = torch.where(masks[t], g, h, out=nxt)
             else:
                 h = g if nxt is None else nxt.copy_(g)
-        return h, saved
+        return (-h if self.neg else h), saved
 
     def backward(self, saved, dh, masks):
         (eta, alpha, (B, T, F)), (S, P, X) = saved.info, saved.get("S", "P", "X")
@@ -163,10 +178,14 @@ class _IRNNLoop(FastLoop):
         gs, gp = S.new_empty(T, K), S.new_empty(T, K)  # <dg_i, s_i>, <dg_i, p_i>
         DU = S.new_empty(T, B, D)
         acc = GradAcc([U], K * B, S)
+        if self.neg:  # dh is dL/dhs from here on
+            dh = -dh
         for t in reversed(range(T)):
             e = eta[t]
             m = None if masks is None else masks[t]
             dg = masked(dh, m, out=DGv[K - 1])
+            if self.neg:  # hs_t = -g_K
+                dg = dg.neg_()
             dsum = None
             for i in reversed(range(K)):
                 da = act_bwd(dg, P[t, i], out=DAv[i])
@@ -189,4 +208,5 @@ class _IRNNLoop(FastLoop):
         e_tk = e_tk.view(T, K)
         d_alpha = -(e_tk * gs).sum()
         d_eta = step_size_grad(self.eta, gp - alpha * gs)
+        dh = -dh if self.neg else dh
         return pad_features(DU.transpose(0, 1), F), dh, [*acc.result()[0], d_alpha, d_eta]
