@@ -167,7 +167,8 @@ def test_foreign_model_json_is_refused_before_allocating(model_dir):
                      # time step would hang predict, so they are bounded explicitly
                      ({**meta, "spec": {**meta["spec"], "cell_kwargs": {"K": 10**9}}},
                       "K=1000000000 is outside 1..64"),
-                     ({**meta, "spec": {**meta["spec"], "cell_kwargs": {"L": 0}}}, "L=0 is outside"),
+                     ({**meta, "spec": {**meta["spec"], "cell_kwargs": {"L": 0}}},
+                      "L=0 is outside"),
                      ([1, 2], "not a seqeq model description")):
         path.write_text(json.dumps(bad))
         with pytest.raises(SeqeqError, match=re.escape(msg)):

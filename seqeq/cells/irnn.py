@@ -11,8 +11,10 @@ SiRNN is K = 1. ``h_sign=-1`` takes the other sign Eq. 3 allows (``g - h_{t-1}``
 ``g + h_{t-1}`` stands): the paper's Remark after Theorem 1 notes it turns the equilibrium's
 ``dh_t/dh_{t-1} = -I`` into ``+I``, i.e. ``h_t = h_{t-1} + s*(x_t)`` accumulates over time instead
 of alternating in sign. The paper does not say which sign its experiments used; Eq. 5 (our default)
-shows ``+``. On HAR-2 ``-1`` is the better one (``benchmarks/RESULTS.md``, issue 3). ``eta`` is one learnable scalar per Euler step (init 0.01, as in the paper), or,
-with ``n_timesteps=T0``, one per (step, timestep) as in the authors' code (fixed-length data only;
+shows ``+``. On HAR-2 ``-1`` is the better one (``benchmarks/RESULTS.md``, issue 3).
+
+``eta`` is one learnable scalar per Euler step (init 0.01, as in the paper), or, with
+``n_timesteps=T0``, one per (step, timestep) as in the authors' code (fixed-length data only;
 see :mod:`._steps`). ``U`` is dense, low-rank ``I + V H`` (the paper's choice, Sec. 3.2) or
 permutation-diagonal; ``W`` dense, low-rank ``W1 W2`` or permutation-diagonal.
 
@@ -111,10 +113,10 @@ class IRNN(Cell):
 class _IRNNLoop(FastLoop):
     """:meth:`IRNN.step` over a whole sequence, differentiated by hand (see :mod:`._fast`).
 
-    The loop carries ``hs = h_sign * h``. Per Euler step: ``s = g + hs`` (``s = hs`` at i = 1), ``a = U s + w``, ``p = phi(a)``,
-    ``g <- g + eta (p - alpha s)``. Saved: every ``s``, ``p`` (T, K, B, D) and ``U``'s
-    intermediate. The backward reduces each time step's K blocks at once (step-size dot
-    products, ``U``'s gradients, the input gradient).
+    The loop carries ``hs = h_sign * h``. Per Euler step: ``s = g + hs`` (``s = hs`` at i = 1),
+    ``a = U s + w``, ``p = phi(a)``, ``g <- g + eta (p - alpha s)``. Saved: every ``s``, ``p``
+    (T, K, B, D) and ``U``'s intermediate. The backward reduces each time step's K blocks at once
+    (step-size dot products, ``U``'s gradients, the input gradient).
     """
 
     def __init__(self, cell: IRNN):
