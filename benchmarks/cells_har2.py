@@ -6,6 +6,8 @@ best validation epoch are kept); the official test subjects are evaluated once. 
 modest number of epochs, one seed (this is a per-cell sanity check, not the search).
 
     python benchmarks/cells_har2.py --epochs 12 --markdown
+    python benchmarks/cells_har2.py --configs irnn-sign --epochs 20 --seeds 0,1,2 --jobs 2 \
+        --markdown
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
 import torch
 
 from seqeq.api import split_validation
@@ -23,6 +26,7 @@ from seqeq.train import TrainConfig, predict_logits, score, train_model
 # (cell, D, hyperparameters, lr): the papers' defaults where CELLS.md gives them
 PAPER_DEFAULTS = [
     ("irnn", 80, {"K": 5, "u_kind": "lowrank", "u_rank": 8}, 1e-2),   # iRNN HAR-2: K=5, D=80
+    ("irnn", 80, {"K": 5, "u_kind": "lowrank", "u_rank": 8, "h_sign": -1}, 1e-2),  # Eq. 3's -
     ("irnn", 80, {"K": 1, "u_kind": "lowrank", "u_rank": 8}, 1e-2),   # SiRNN
     ("dirnn", 128, {"L": 3, "K": 3}, 1e-3),                            # DIRNN: D=128, L=3, K=3
     ("tinyrnn", 128, {"L": 3, "K": 3}, 1e-2),
@@ -48,7 +52,36 @@ IRNN_PROBES = [
     ("irnn", 80, {**_LR, "u_kind": "dense", "u_rank": None}, 1e-2),
     ("irnn", 80, {**_LR, "activation": "tanh", "eta_init": 1.0}, 1e-2),
 ]
-CONFIGS = {"paper": PAPER_DEFAULTS, "irnn-probes": IRNN_PROBES}
+# the two signs of Eq. 3 (issue 3): h_sign=-1 accumulates, +1 (Eq. 5) alternates
+_K5 = {"K": 5, "u_kind": "lowrank", "u_rank": 8}
+IRNN_SIGN = [
+    ("irnn", 80, _K5, 1e-2),
+    ("irnn", 80, {**_K5, "h_sign": -1}, 1e-2),
+    ("irnn", 80, {**_K5, "K": 1, "h_sign": -1}, 1e-2),
+    ("irnn", 80, {**_K5, "u_rank": 16, "h_sign": -1}, 1e-2),
+]
+CONFIGS = {"paper": PAPER_DEFAULTS, "irnn-probes": IRNN_PROBES, "irnn-sign": IRNN_SIGN}
+
+
+def run_one(job):
+    """Train one (config, seed) on HAR-2 and test it once: one row of the table."""
+    (cell, D, hp, lr), seed, epochs, threads = job
+    torch.set_num_threads(threads)
+    train_all, test = load_benchmark("har2")
+    train, val, how = split_validation(train_all, 0.2, seed)  # the seed picks the val subjects
+    mean, std = train.channel_stats()
+    spec = ModelSpec(cell, train.n_channels, D, train.n_classes, hp)
+    model = build_model(spec, seed=seed)
+    model.set_normalisation(mean, std)
+    t0 = time.perf_counter()
+    res = train_model(model, train, TrainConfig(lr=lr, batch_size=128, epochs=epochs,
+                                                patience=0, seed=seed), val=val)
+    secs = time.perf_counter() - t0
+    acc = score(test.y, predict_logits(model, test).argmax(1))
+    row = (cell, D, hp, spec_size_bytes(spec) / 1024, res.best_val, res.best_epoch, acc, secs)
+    print(f"{cell:9s} D={D:3d} {str(hp):60s} seed {seed} {row[3]:7.2f} KiB  val "
+          f"{res.best_val:.4f} (epoch {res.best_epoch})  test {acc:.4f}  {secs:6.0f} s", flush=True)
+    return row, how
 
 
 def main() -> None:
@@ -57,41 +90,42 @@ def main() -> None:
     ap.add_argument("--cells", default=None, help="comma-separated subset")
     ap.add_argument("--configs", default="paper", choices=sorted(CONFIGS),
                     help="paper: every cell with its paper defaults; irnn-probes: iRNN variants")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0",
+                    help="comma-separated seeds (each: validation subjects, init, shuffling); "
+                         "the table gives test accuracy mean +- std over them")
+    ap.add_argument("--jobs", type=int, default=1, help="processes in parallel")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--markdown", action="store_true")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    train_all, test = load_benchmark("har2")
-    train, val, how = split_validation(train_all, 0.2, args.seed)
-    mean, std = train.channel_stats()
+    seeds = [int(s) for s in args.seeds.split(",")]
     wanted = set(args.cells.split(",")) if args.cells else None
-    rows = []
-    for cell, D, hp, lr in CONFIGS[args.configs]:
-        if wanted and cell not in wanted:
-            continue
-        spec = ModelSpec(cell, train.n_channels, D, train.n_classes, hp)
-        torch.manual_seed(args.seed)
-        model = build_model(spec)
-        model.set_normalisation(mean, std)
-        t0 = time.perf_counter()
-        res = train_model(model, train, TrainConfig(lr=lr, batch_size=128, epochs=args.epochs,
-                                                    patience=0, seed=args.seed), val=val)
-        secs = time.perf_counter() - t0
-        acc = score(test.y, predict_logits(model, test).argmax(1))
-        row = (cell, D, hp, spec_size_bytes(spec) / 1024, res.best_val, res.best_epoch, acc, secs)
-        rows.append(row)
-        print(f"{cell:9s} D={D:3d} {str(hp):60s} {row[3]:7.2f} KiB  val {res.best_val:.4f} "
-              f"(epoch {res.best_epoch})  test {acc:.4f}  {secs:6.0f} s", flush=True)
+    configs = [c for c in CONFIGS[args.configs] if not wanted or c[0] in wanted]
+    jobs = [(c, seed, args.epochs, args.threads) for c in configs for seed in seeds]
+    if args.jobs > 1:
+        import multiprocessing as mp
+
+        with mp.get_context("spawn").Pool(args.jobs) as pool:
+            out = pool.map(run_one, jobs, chunksize=1)
+    else:
+        out = [run_one(j) for j in jobs]
     if args.markdown:
-        print(f"\nHAR-2, {args.epochs} epochs, validation: {how}, seed {args.seed}, "
-              f"{torch.get_num_threads()} thread(s), torch {torch.__version__}\n")
+        how = out[0][1] if out else ""
+        print(f"\nHAR-2, {args.epochs} epochs, validation: {how}, seeds {args.seeds}, "
+              f"{args.threads} thread(s) per run, torch {torch.__version__}\n")
         print("| cell | D | hyperparameters | size KiB | val acc | best epoch | test acc "
               "| train s |")
         print("|---|---|---|---|---|---|---|---|")
-        for cell, D, hp, kib, v, e, a, s in rows:
-            print(f"| {cell} | {D} | {hp} | {kib:.2f} | {v:.4f} | {e} | {100 * a:.2f} % | "
-                  f"{s:.0f} |")
+        for i in range(len(configs)):
+            rows = [r for r, _ in out[i * len(seeds):(i + 1) * len(seeds)]]
+            cell, D, hp, kib = rows[0][:4]
+            val = np.array([r[4] for r in rows])
+            acc = 100 * np.array([r[6] for r in rows])
+            epochs = "/".join(str(r[5]) for r in rows)
+            accs = f"{acc.mean():.2f} ± {acc.std():.2f} %" if len(rows) > 1 else f"{acc[0]:.2f} %"
+            if len(rows) > 1:
+                accs += " (" + ", ".join(f"{a:.1f}" for a in acc) + ")"
+            print(f"| {cell} | {D} | {hp} | {kib:.2f} | {val.mean():.4f} | {epochs} | {accs} | "
+                  f"{np.mean([r[7] for r in rows]):.0f} |")
 
 
 if __name__ == "__main__":

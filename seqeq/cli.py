@@ -67,6 +67,9 @@ Cells = Annotated[str | None, typer.Option(help="Comma-separated cells to search
 Metric = Annotated[str, typer.Option(help="accuracy | balanced_accuracy | macro_f1.")]
 Epochs = Annotated[int, typer.Option(help="Maximum epochs per trial.")]
 FinalSeeds = Annotated[int, typer.Option("--final-seeds", help="Seeds for the final retrain.")]
+FinalEpochs = Annotated[str, typer.Option(
+    "--final-epochs", help="all | best: the final retrain runs the best trial's whole schedule "
+    "(all), or stops at its best validation epoch (best).")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 Storage = Annotated[str | None, typer.Option(help="Optuna storage URL (e.g. postgresql://...) "
                                              "shared by several workers.")]
@@ -132,6 +135,7 @@ def fit(
     metric: Metric = "accuracy",
     epochs: Epochs = 25,
     final_seeds: FinalSeeds = 3,
+    final_epochs: FinalEpochs = "all",
     device: Device = "auto",
     storage: Storage = None,
     study_name: StudyName = None,
@@ -156,6 +160,7 @@ def fit(
                       label_col=label_col, group_col=group_col, nan=nan,
                       quiet=quiet or as_json,
                       cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
+                      final_epochs=final_epochs,
                       device=device, storage=storage, study_name=study_name, workers=workers,
                       resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,
                       trial_timeout=trial_timeout)
@@ -179,6 +184,7 @@ def bench(
     metric: Metric = "accuracy",
     epochs: Epochs = 25,
     final_seeds: FinalSeeds = 3,
+    final_epochs: FinalEpochs = "all",
     device: Device = "auto",
     storage: Storage = None,
     study_name: StudyName = None,
@@ -201,6 +207,7 @@ def bench(
         res = api.bench(name, budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
                         out=out, data_dir=data_dir, quiet=quiet or as_json,
                         cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
+                        final_epochs=final_epochs,
                         device=device, storage=storage, study_name=study_name, workers=workers,
                         resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,
                         trial_timeout=trial_timeout)

@@ -15,6 +15,7 @@ __all__ = ["DataConfig", "SearchConfig"]
 FORMATS = ("long", "wide", "nested")
 NAN_POLICIES = ("reject", "fill")
 PRUNERS = ("median", "hyperband", "none")
+FINAL_EPOCHS = ("all", "best")
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
@@ -75,6 +76,9 @@ class SearchConfig:
     patience: int = 6
     pruner: str = "median"
     final_seeds: int = 3
+    #: the final retrain's length: "all" runs the best trial's whole learning-rate schedule
+    #: (``epochs``); "best" stops it at the epoch the trial's validation score peaked
+    final_epochs: str = "all"
     device: str = "auto"
     storage: str | None = None
     study_name: str | None = None
@@ -105,6 +109,9 @@ class SearchConfig:
         if self.final_seeds < 1:
             raise SeqeqError(f"--final-seeds must be at least 1, got {self.final_seeds}",
                              "Give e.g. --final-seeds 3")
+        if self.final_epochs not in FINAL_EPOCHS:
+            raise SeqeqError(f"unknown --final-epochs {self.final_epochs!r}",
+                             f"Use one of: {', '.join(FINAL_EPOCHS)}")
         if self.workers < 1:
             raise SeqeqError(f"--workers must be at least 1, got {self.workers}",
                              "Give e.g. --workers 2, or leave it out")

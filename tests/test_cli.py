@@ -75,6 +75,22 @@ def test_fit_each_layout_end_to_end(tmp_path, staged, layout, ext, name):
     assert np.allclose(df[[c for c in df.columns if c.startswith("p_")]].sum(axis=1), 1, atol=1e-5)
 
 
+def _weight_bytes(path) -> int:
+    """Bytes of every initializer in an ONNX file, the Loop body's included."""
+    import onnx
+    from onnx import numpy_helper
+
+    def walk(g):
+        n = sum(numpy_helper.to_array(t).nbytes for t in g.initializer)
+        for node in g.node:
+            for at in node.attribute:
+                if at.type == onnx.AttributeProto.GRAPH:
+                    n += walk(at.g)
+        return n
+
+    return walk(onnx.load(str(path)).graph)
+
+
 def test_bench_randomwalk_export_and_latest_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # runs/ is relative to the working directory
     res = _invoke(["bench", "randomwalk", "--budget-kb", "3", *FAST])
@@ -85,7 +101,9 @@ def test_bench_randomwalk_export_and_latest_run(tmp_path, monkeypatch):
     # export without --run takes the latest run; int8 is smaller than fp32
     _invoke(["export", "fp32.onnx"])
     _invoke(["export", "int8.onnx", "--quantize", "int8"])
-    assert (tmp_path / "int8.onnx").stat().st_size < (tmp_path / "fp32.onnx").stat().st_size
+    # (compare weights, not files: for a model of a few hundred parameters the per-row scales
+    # and DequantizeLinear nodes can outweigh what int8 saves)
+    assert _weight_bytes(tmp_path / "int8.onnx") < _weight_bytes(tmp_path / "fp32.onnx")
 
 
 def test_every_command_has_help_with_an_example():

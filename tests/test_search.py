@@ -117,6 +117,40 @@ def test_test_data_never_reaches_the_search(tmp_path, walks, monkeypatch):
         assert not ({r.tobytes() for r in X} & test_rows)
 
 
+@pytest.mark.parametrize("policy", ["all", "best"])
+def test_final_retrain_length_follows_final_epochs(tmp_path, walks, monkeypatch, policy):
+    """--final-epochs all: the best trial's whole schedule; best: up to its best epoch."""
+    import json
+
+    import seqeq.train
+
+    finals = []
+    real = seqeq.train.train_model
+
+    def spy(model, train, cfg, val=None, **kw):
+        res = real(model, train, cfg, val=val, **kw)
+        finals.append((cfg.epochs, res.epochs_run))
+        return res
+
+    monkeypatch.setattr(seqeq.train, "train_model", spy)  # the final retrain only
+    from seqeq.api import run_on
+
+    cfg = SearchConfig(budget_kb=3, trials=2, epochs=5, patience=0, final_seeds=2,
+                       cells=("gru",), device="cpu", final_epochs=policy)
+    res = run_on(walks(n=120, T=20, seed=3), walks(n=40, T=20, seed=4), cfg, tmp_path / "r")
+    report = json.loads(open(res.report_json).read())
+    best = next(t for t in report["trials"] if t["number"] == report["best"]["trial"])
+    assert best["best_epoch"] < 5  # (seeded: the policies differ here)
+    want = 5 if policy == "all" else best["best_epoch"]
+    assert finals == [(5, want)] * 2  # same schedule (5 epochs) either way
+    assert report["best"]["epochs"] == want and report["search"]["final_epochs"] == policy
+
+
+def test_unknown_final_epochs_is_a_clear_error():
+    with pytest.raises(SeqeqError, match="--final-epochs"):
+        SearchConfig(final_epochs="last")
+
+
 def test_grouped_validation_holds_out_whole_groups(walks):
     from seqeq.api import split_validation
 
