@@ -6,6 +6,7 @@ cell, size, test accuracy mean ± std over the final seeds, wall time, trials ru
 
     python benchmarks/search_har2.py --budget-kb 20 --trials 8
     python benchmarks/search_har2.py --budget-kb 2 --quantize int8 --trials 8
+    python benchmarks/search_har2.py --budget-kb 20 --trials 16 --workers 2
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main() -> None:
     ap.add_argument("--quantize", default=None, choices=[None, "int8"])
     ap.add_argument("--cells", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=1, help="local worker processes")
     ap.add_argument("--out", default="runs/bench")
     args = ap.parse_args()
     rows = []
@@ -34,7 +36,8 @@ def main() -> None:
         tag = f"{args.benchmark}-{b:g}kb{'-int8' if args.quantize else ''}-s{args.seed}"
         res = seqeq.bench(args.benchmark, budget_kb=b, trials=args.trials, timeout=args.timeout,
                           seed=args.seed, out=Path(args.out) / tag, quantize=args.quantize,
-                          cells=args.cells, quiet=False, overwrite=True)
+                          cells=args.cells, quiet=False, overwrite=True,
+                          workers=args.workers)
         rep = json.loads(Path(res.report_json).read_text())
         spec = res.best_spec
         row = (f"| {args.benchmark} | {b:g}{' (int8)' if args.quantize else ''} | "

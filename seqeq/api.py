@@ -266,7 +266,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     from ._progress import SearchProgress, console
     from .datasets import concat
     from .models import build_model, save_model, spec_size_bytes
-    from .report import int8_size, param_importances, write_report
+    from .report import int8_size, write_report
     from .search import (
         SearchContext,
         best_trial,
@@ -274,7 +274,6 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         run_workers,
         spec_of,
         train_config_of,
-        trial_records,
     )
     from .train import predict_logits, resolve_device, score, train_model
 
@@ -316,7 +315,10 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     if interrupted:
         if cfg.storage is None:  # our own study: a trial Ctrl-C cut short is failed and re-queued
             _fail_interrupted_trials(study)
-        return _finish_interrupted(study, out, cfg, quiet)
+        report = _report_base(study, cfg, out, device, cells, t_start,
+                              time.perf_counter() - t_start, True, train_all, test, data_info,
+                              val_how, train, val)
+        return _finish_interrupted(study, out, cfg, report)
     search_seconds = time.perf_counter() - t_start
 
     best = best_trial(study)
@@ -363,32 +365,10 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     gx = torch.as_tensor(val.X[: min(8, val.n_series), :Tg])
     grad_norm = gradient_norm_ratio(model, gx).tolist()
 
-    trials = trial_records(study)
-    n_finished = sum(t["state"] in ("complete", "pruned") for t in trials)
-    report = {
-        "schema_version": 1,
-        "seqeq_version": __version__,
-        "run_dir": str(out),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "device": device,
-        "wall_seconds": time.perf_counter() - t_start,
-        "search_seconds": search_seconds,
-        "interrupted": interrupted,
-        "data": {"train": train_all.summary(),
-                 "test": test.summary() if test is not None else None,
-                 "origin": data_info, "validation": val_how,
-                 "n_train_search": train.n_series, "n_val": val.n_series},
-        "search": {"budget_kb": cfg.budget_kb, "budget_bytes": cfg.budget_bytes,
-                   "bytes_per_param": cfg.bytes_per_param, "quantize": cfg.quantize,
-                   "metric": cfg.metric, "trials_requested": cfg.trials,
-                   "timeout": cfg.timeout, "epochs": cfg.epochs,
-                   "final_epochs": cfg.final_epochs, "pruner": cfg.pruner,
-                   "seed": cfg.seed, "workers": cfg.workers, "cells": cells,
-                   "n_trials": len(trials), "n_finished": n_finished,
-                   "n_complete": sum(t["state"] == "complete" for t in trials),
-                   "n_pruned": sum(t["pruned"] for t in trials),
-                   "n_failed": sum(t["state"] == "fail" for t in trials)},
-        "trials": trials,
+    report = _report_base(study, cfg, out, device, cells, t_start, search_seconds, interrupted,
+                          train_all, test, data_info, val_how, train, val)
+    n_finished = report["search"]["n_finished"]
+    report.update({
         "best": {"trial": best.number, "spec": spec.to_dict(), "params": dict(best.params),
                  "size_bytes": spec_size_bytes(spec), "size_bytes_int8": int8_size(model),
                  "param_count": spec_param_count(spec), "val_score": best.value,
@@ -409,9 +389,8 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
             "learning_curve": chosen["history"],
             "gradient_norm": grad_norm,
         },
-        "importances": param_importances(study),
         "export": onnx_info or None,
-    }
+    })
     paths = write_report(report, out)
     return RunResult(
         run_dir=str(out), best_spec=spec.to_dict(),
@@ -425,6 +404,45 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         extra={"interrupted": interrupted, "onnx": onnx_info,
                **({"model": model} if keep_model else {})},
     )
+
+
+def _report_base(study, cfg: SearchConfig, out: Path, device: str, cells, t_start: float,
+                 search_seconds: float, interrupted: bool, train_all, test, data_info: dict,
+                 val_how: str, train, val) -> dict:
+    """The report's sections that the search alone determines (data, search, trials,
+    importances); :func:`run_on` adds the final models, an interrupted run the checkpoint."""
+    from . import __version__
+    from .report import param_importances
+    from .search import trial_records
+
+    trials = trial_records(study)
+    return {
+        "schema_version": 1,
+        "seqeq_version": __version__,
+        "run_dir": str(out),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "device": device,
+        "wall_seconds": time.perf_counter() - t_start,
+        "search_seconds": search_seconds,
+        "interrupted": interrupted,
+        "data": {"train": train_all.summary(),
+                 "test": test.summary() if test is not None else None,
+                 "origin": data_info, "validation": val_how,
+                 "n_train_search": train.n_series, "n_val": val.n_series},
+        "search": {"budget_kb": cfg.budget_kb, "budget_bytes": cfg.budget_bytes,
+                   "bytes_per_param": cfg.bytes_per_param, "quantize": cfg.quantize,
+                   "metric": cfg.metric, "trials_requested": cfg.trials,
+                   "timeout": cfg.timeout, "epochs": cfg.epochs,
+                   "final_epochs": cfg.final_epochs, "pruner": cfg.pruner,
+                   "seed": cfg.seed, "workers": cfg.workers, "cells": cells,
+                   "n_trials": len(trials),
+                   "n_finished": sum(t["state"] in ("complete", "pruned") for t in trials),
+                   "n_complete": sum(t["state"] == "complete" for t in trials),
+                   "n_pruned": sum(t["pruned"] for t in trials),
+                   "n_failed": sum(t["state"] == "fail" for t in trials)},
+        "trials": trials,
+        "importances": param_importances(study),
+    }
 
 
 def _confusion(y_true, y_pred, C: int) -> list[list[int]]:
@@ -447,12 +465,14 @@ def export_model(model_dir: str | Path, out_path: str | Path, quantize: str | No
                        channel_names=meta["channel_names"], quantize=quantize)
 
 
-def _finish_interrupted(study, out: Path, cfg: SearchConfig, quiet: bool) -> RunResult:
+def _finish_interrupted(study, out: Path, cfg: SearchConfig, report: dict) -> RunResult:
     """Ctrl-C during the search: hand back the best model so far (checkpointed by the search,
-    no retrain, no test evaluation) and say how to resume. Finished trials stay in the study."""
+    no retrain, no test evaluation), a report of the trials so far (``interrupted: true``,
+    ``final: null``), and say how to resume. Finished trials stay in the study."""
     from ._progress import console
-    from .models import load_model, save_model, spec_size_bytes
-    from .search import CHECKPOINT, FINISHED, best_trial
+    from .models import load_model, save_model, spec_param_count, spec_size_bytes
+    from .report import int8_size, write_report
+    from .search import CHECKPOINT, best_trial
 
     resume_hint = "resume with the same command plus --resume"
     try:
@@ -463,16 +483,31 @@ def _finish_interrupted(study, out: Path, cfg: SearchConfig, quiet: bool) -> Run
                          f"Nothing to export; {resume_hint}") from None
     save_model(model, spec, out / "model", extra=meta)
     onnx_info = export_model(out / "model", out / "best.onnx", quantize=cfg.quantize)
+    trial = next((t for t in study.get_trials(deepcopy=False)
+                  if t.number == meta.get("trial")), best)
+    report.update({
+        "best": {"trial": trial.number, "spec": spec.to_dict(), "params": dict(trial.params),
+                 "size_bytes": spec_size_bytes(spec), "size_bytes_int8": int8_size(model),
+                 "param_count": spec_param_count(spec),
+                 "val_score": float(meta.get("val_score", best.value)),
+                 "epochs": trial.user_attrs.get("best_epoch"),
+                 "train": trial.user_attrs.get("train")},
+        "final": None,
+        "export": onnx_info or None,
+    })
+    paths = write_report(report, out)
     console.print(f"[yellow]search interrupted[/yellow]: the best model so far (trial "
-                  f"{meta.get('trial')}) is in {out / 'best.onnx'} (not retrained, not tested); "
-                  f"finished trials are kept in the study; {resume_hint}")
-    n = len(study.get_trials(deepcopy=False, states=FINISHED))
+                  f"{trial.number}) is in {out / 'best.onnx'} (not retrained, not tested), the "
+                  f"trials so far in {paths['html']}; finished trials are kept in the study; "
+                  f"{resume_hint}")
     return RunResult(
         run_dir=str(out), best_spec=spec.to_dict(),
         size_bytes=spec_size_bytes(spec, cfg.bytes_per_param), quantize=cfg.quantize,
-        val_score=float(meta.get("val_score", best.value)), metric=cfg.metric, test_mean=None,
-        test_std=None, test_scores=[], onnx_path=str(out / "best.onnx"), report_json="",
-        report_html="", model_dir=str(out / "model"), n_trials=n, n_pruned=0, seconds=0.0,
+        val_score=report["best"]["val_score"], metric=cfg.metric, test_mean=None,
+        test_std=None, test_scores=[], onnx_path=str(out / "best.onnx"),
+        report_json=str(paths["json"]), report_html=str(paths["html"]),
+        model_dir=str(out / "model"), n_trials=report["search"]["n_finished"],
+        n_pruned=report["search"]["n_pruned"], seconds=report["wall_seconds"],
         extra={"interrupted": True, "onnx": onnx_info})
 
 

@@ -163,8 +163,20 @@ def test_ctrl_c_exports_the_best_model_so_far_and_resume_finishes(tmp_path):
     assert meta["trial"] in _complete(out)
     states = {t.state for t in _trials(out)}
     assert optuna.trial.TrialState.RUNNING not in states  # a trial Ctrl-C cut short is marked
+    # the trials so far are reported too: interrupted, no final models, valid against the schema
+    report = json.loads((out / "report.json").read_text())
+    assert report["interrupted"] is True and report["final"] is None
+    assert report["best"]["trial"] == meta["trial"]
+    assert {t["number"] for t in report["trials"] if t["state"] == "complete"} == set(
+        _complete(out))
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((TESTS.parent / "seqeq" / "report" / "schema.json").read_text())
+    jsonschema.validate(report, schema)
+    html = (out / "report.html").read_text()
+    assert html.startswith("<!doctype html") and "interrupted" in html
     p = _start(out, True, trials)
     stdout, stderr = p.communicate(timeout=300)
     assert p.returncode == 0, stderr[-2000:]
     assert len(_complete(out)) == trials
-    assert json.loads((out / "report.json").read_text())["final"]["test_scores"]
+    report = json.loads((out / "report.json").read_text())
+    assert report["final"]["test_scores"] and report["interrupted"] is False

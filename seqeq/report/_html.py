@@ -165,7 +165,10 @@ def _notes(r: dict) -> list[str]:
     s, f = r.get("search") or {}, r.get("final") or {}
     notes = []
     if r.get("interrupted"):
-        notes.append("The search was interrupted; the report covers the trials that finished.")
+        notes.append("The search was interrupted; the report covers the trials that finished."
+                     + (" The model is the best trial's own: not retrained, not tested. Run the "
+                        "same command with --resume to finish." if r.get("final") is None
+                        else ""))
     if (r.get("data") or {}).get("test") is None:
         notes.append("No test set was given: there are no test scores and no confusion matrix. "
                      "The validation score was used to choose the model and is optimistic.")
@@ -190,6 +193,8 @@ def _summary(r: dict) -> str:
     if is_num(f.get("test_mean")):
         test = _card(f"test {metric}", f"{f['test_mean']:.4f} ± {_score(f.get('test_std'))}",
                      f"mean ± std over {len(f.get('test_scores') or [])} final seed(s)")
+    elif r.get("interrupted") and r.get("final") is None:
+        test = _card(f"test {metric}", "—", "search interrupted: not tested")
     else:
         test = _card(f"test {metric}", "—", "no test set")
     cards = [
@@ -312,6 +317,11 @@ def _model(r: dict) -> str:
 
 
 def _final(r: dict) -> str:
+    if r.get("final") is None and r.get("interrupted"):
+        return ('<section id="final"><h2>Final models</h2><p class="note">Not run: the search '
+                "was interrupted. The exported model is the best trial's, trained on the search "
+                "split only; resume the search (same command plus --resume) to retrain it on "
+                "training + validation data and test it.</p></section>")
     f, s = r.get("final") or {}, r.get("search") or {}
     seeds, vals, tests = f.get("seeds") or [], f.get("val_scores") or [], f.get("test_scores") or []
     has_test = bool(tests)
