@@ -29,15 +29,17 @@ def main() -> None:
     ap.add_argument("--cells", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1, help="local worker processes")
+    ap.add_argument("--epochs", type=int, default=25, help="maximum epochs per trial")
     ap.add_argument("--out", default="runs/bench")
     args = ap.parse_args()
     rows = []
     for b in args.budget_kb:
-        tag = f"{args.benchmark}-{b:g}kb{'-int8' if args.quantize else ''}-s{args.seed}"
+        tag = (f"{args.benchmark}-{b:g}kb{'-int8' if args.quantize else ''}-e{args.epochs}"
+               f"-s{args.seed}")
         res = seqeq.bench(args.benchmark, budget_kb=b, trials=args.trials, timeout=args.timeout,
                           seed=args.seed, out=Path(args.out) / tag, quantize=args.quantize,
                           cells=args.cells, quiet=False, overwrite=True,
-                          workers=args.workers)
+                          workers=args.workers, epochs=args.epochs)
         rep = json.loads(Path(res.report_json).read_text())
         spec = res.best_spec
         row = (f"| {args.benchmark} | {b:g}{' (int8)' if args.quantize else ''} | "
