@@ -313,6 +313,7 @@ def test_every_seed_cell_but_tarnn_code_has_a_kernel():
         assert _triton.supports(create_cell(name, 9, 16).cuda(), x), name
     assert not _triton.supports(create_cell("tarnn", 9, 16, variant="code").cuda(), x)
     assert not _triton.supports(create_cell("irnn", 9, 16).cuda(), x.double())
+    assert not _triton.supports(create_cell("irnn", 9, 16, h_sign=-1).cuda(), x)
 
 
 @pytest.mark.gpu

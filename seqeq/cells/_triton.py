@@ -82,6 +82,8 @@ def supports(cell, x: torch.Tensor | None = None) -> bool:
         return False
     if cell.name == "tarnn" and cell.hparams.get("variant", "paper") != "paper":
         return False  # the authors'-code variant runs the fast loop
+    if cell.name == "irnn" and cell.hparams.get("h_sign", 1) != 1:
+        return False  # the kernel implements Eq. 5's sign; h_sign=-1 runs the fast loop
     if x is not None and (not x.is_cuda or x.dtype != torch.float32):
         return False
     return True
