@@ -232,13 +232,21 @@ def latest_run(runs_dir: Path = RUNS_DIR) -> Path:
 
 
 def _fail_interrupted_trials(study) -> int:
-    """On resume of a local study: trials left RUNNING by a killed process are failed and
-    re-queued with the same parameters."""
+    """A local study after Ctrl-C, or on resume: trials left RUNNING by a killed process are
+    failed, and they and the trials Ctrl-C cut short (failed by Optuna, marked ``interrupted``)
+    are re-queued once with the same parameters."""
     import optuna
 
+    S = optuna.trial.TrialState
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
     n = 0
-    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
-        study.tell(t.number, state=optuna.trial.TrialState.FAIL)
+    for t in trials:
+        cut = t.state == S.FAIL and t.user_attrs.get("interrupted")
+        if t.number in retried or not (t.state == S.RUNNING or cut):
+            continue
+        if t.state == S.RUNNING:
+            study.tell(t.number, state=S.FAIL)
         study.enqueue_trial(t.params, user_attrs={"retry_of": t.number}, skip_if_exists=False)
         n += 1
     return n

@@ -183,7 +183,14 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
                               "channel_names": ctx.train.channel_names})
         return value
 
-    return objective
+    def marked(trial: optuna.Trial) -> float:
+        try:
+            return objective(trial)
+        except KeyboardInterrupt:  # Optuna fails the trial; say why, so resume re-queues it
+            trial.set_user_attr("interrupted", True)
+            raise
+
+    return marked
 
 
 def _beats_best(trial: optuna.Trial, value: float) -> bool:
@@ -282,5 +289,6 @@ def trial_records(study: optuna.Study) -> list[dict]:
             "pruned": t.state == optuna.trial.TrialState.PRUNED,
             "seconds": (t.duration.total_seconds() if t.duration else ua.get("seconds")),
             "val_curve": ua.get("val_curve"),
+            "interrupted": bool(ua.get("interrupted", False)),
         })
     return out

@@ -163,6 +163,13 @@ def test_ctrl_c_exports_the_best_model_so_far_and_resume_finishes(tmp_path):
     assert meta["trial"] in _complete(out)
     states = {t.state for t in _trials(out)}
     assert optuna.trial.TrialState.RUNNING not in states  # a trial Ctrl-C cut short is marked
+    # ... as interrupted (Optuna fails it), and re-queued once with the same parameters
+    S = optuna.trial.TrialState
+    cut = [t for t in _trials(out) if t.state == S.FAIL and t.user_attrs.get("interrupted")]
+    waiting = [t for t in _trials(out) if t.state == S.WAITING]
+    assert len(cut) == 1  # SIGINT was sent while a trial ran (each lasts >= 1.5 s)
+    assert [(t.user_attrs["retry_of"], t.system_attrs["fixed_params"]) for t in waiting] == [
+        (t.number, t.params) for t in cut]
     # the trials so far are reported too: interrupted, no final models, valid against the schema
     report = json.loads((out / "report.json").read_text())
     assert report["interrupted"] is True and report["final"] is None
@@ -172,11 +179,18 @@ def test_ctrl_c_exports_the_best_model_so_far_and_resume_finishes(tmp_path):
     jsonschema = pytest.importorskip("jsonschema")
     schema = json.loads((TESTS.parent / "seqeq" / "report" / "schema.json").read_text())
     jsonschema.validate(report, schema)
+    assert {t["number"] for t in report["trials"] if t.get("interrupted")} == {
+        t.number for t in cut}
     html = (out / "report.html").read_text()
     assert html.startswith("<!doctype html") and "interrupted" in html
+    assert "failed with an error" not in html  # a cut-short trial is not an error
     p = _start(out, True, trials)
     stdout, stderr = p.communicate(timeout=300)
     assert p.returncode == 0, stderr[-2000:]
     assert len(_complete(out)) == trials
     report = json.loads((out / "report.json").read_text())
     assert report["final"]["test_scores"] and report["interrupted"] is False
+    done = {t.user_attrs.get("retry_of"): t for t in _trials(out) if t.state in (S.COMPLETE,
+                                                                                  S.PRUNED)}
+    for t in cut:  # the cut-short trial ran again, with its parameters, on resume
+        assert t.number in done and done[t.number].params == t.params

@@ -172,13 +172,21 @@ def _notes(r: dict) -> list[str]:
     if (r.get("data") or {}).get("test") is None:
         notes.append("No test set was given: there are no test scores and no confusion matrix. "
                      "The validation score was used to choose the model and is optimistic.")
-    if s.get("n_failed"):
-        notes.append(f"{s['n_failed']} trial(s) failed with an error (the search log names it); "
+    failed = s.get("n_failed") or 0
+    # trials Ctrl-C cut short: failed, and re-queued for --resume
+    cut = sum(t.get("state") == "fail" and bool(t.get("interrupted"))
+              for t in r.get("trials") or [])
+    if cut:
+        notes.append(f"{cut} trial(s) were cut short by the interruption; they are re-queued and "
+                     "run again on --resume.")
+    if failed - cut:
+        notes.append(f"{failed - cut} trial(s) failed with an error (the search log names it); "
                      "the search went on without them.")
     if is_num(s.get("trials_requested")) and is_num(s.get("n_finished")) \
             and s["n_finished"] < s["trials_requested"]:
+        why = "interrupted" if r.get("interrupted") else "time limit"
         notes.append(f"Only {s['n_finished']} of the {s['trials_requested']} requested trials "
-                     "finished (time limit).")
+                     f"finished ({why}).")
     if is_num(f.get("test_std")) and f["test_std"] > 0.05 and len(f.get("test_scores") or []) > 1:
         notes.append(f"Test scores vary between final seeds (std {f['test_std']:.3f}); the mean "
                      "is a better guide than any single seed.")
@@ -296,7 +304,10 @@ def _model(r: dict) -> str:
         ("hidden size D", _e(spec.get("hidden_size"))),
         ("cell hyperparameters", _e(_hp(spec)) or None),
         ("training", f"lr {_score(tr.get('lr'), 5)}, batch size {_e(tr.get('batch_size'))}, "
-                     f"{_e(b.get('epochs'))} epoch(s) in the final retrain"),
+                     + (f"best validation score at epoch {_e(b.get('epochs'))} of its trial "
+                        "(not retrained: interrupted)" if r.get("final") is None
+                        and r.get("interrupted") else
+                        f"{_e(b.get('epochs'))} epoch(s) in the final retrain")),
         ("parameters", _e(b.get("param_count"))),
         ("size", f"{_kib(b.get('size_bytes'))} fp32, {_kib(b.get('size_bytes_int8'))} int8"),
         ("validation score", _score(b.get("val_score"))),
