@@ -99,27 +99,48 @@ def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     raise AssertionError("unreachable")
 
 
-def make_study(cfg: SearchConfig, run_dir: Path, load_if_exists: bool) -> optuna.Study:
+def sampler_seed(cfg: SearchConfig, worker: int = 0) -> int:
+    """The sampler's seed in one worker. Every worker of a study must draw its own candidates:
+    with one seed, N workers propose the same random start-up trials N times. Local worker k uses
+    ``seed + k`` (worker 0, a single-process search, uses ``seed``: reproducible); processes that
+    share a ``--storage`` cannot know each other's index, so they mix in fresh entropy."""
+    if cfg.storage is not None:
+        import secrets
+
+        return (cfg.seed + secrets.randbits(31)) % 2**31
+    return cfg.seed + worker
+
+
+def make_study(cfg: SearchConfig, run_dir: Path, load_if_exists: bool,
+               worker: int = 0) -> optuna.Study:
     """Create or open the study: SQLite in ``run_dir`` unless ``cfg.storage`` names another."""
     url = cfg.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     storage = _rdb_storage(url)
     n_startup = max(3, min(10, cfg.trials // 3))
-    sampler = optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=n_startup,
-                                         multivariate=True, group=True, constant_liar=True)
+
+    def sampler(seed: int) -> optuna.samplers.BaseSampler:
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup,
+                                          multivariate=True, group=True, constant_liar=True)
+
     if cfg.pruner == "median":
         pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3)
     elif cfg.pruner == "hyperband":
         pruner = optuna.pruners.HyperbandPruner(min_resource=2, max_resource=cfg.epochs)
     else:
         pruner = optuna.pruners.NopPruner()
-    return optuna.create_study(
+    seed = sampler_seed(cfg, worker)
+    study = optuna.create_study(
         storage=storage,
         study_name=cfg.study_name or "seqeq",
-        sampler=sampler,
+        sampler=sampler(seed),
         pruner=pruner,
         direction="maximize",
         load_if_exists=load_if_exists,
     )
+    n = len(study.get_trials(deepcopy=False))
+    if n:  # resumed: a sampler restarted from the same seed would replay the tried candidates
+        study.sampler = sampler((seed + 100_003 * n) % 2**31)
+    return study
 
 
 def spec_of(trial: optuna.trial.FrozenTrial) -> ModelSpec:
@@ -231,11 +252,11 @@ def _wait_for_other_workers(study: optuna.Study, poll: float = 1.0) -> None:
         time.sleep(poll)
 
 
-def _worker_main(ctx: SearchContext, run_dir: str) -> None:
+def _worker_main(ctx: SearchContext, run_dir: str, worker: int) -> None:
     import torch
 
     torch.set_num_threads(1)
-    study = make_study(ctx.cfg, Path(run_dir), load_if_exists=True)
+    study = make_study(ctx.cfg, Path(run_dir), load_if_exists=True, worker=worker)
     run_search(ctx, study)
 
 
@@ -247,8 +268,8 @@ def run_workers(ctx: SearchContext, study: optuna.Study, run_dir: Path,
     if ctx.cfg.workers <= 1:
         return run_search(ctx, study, callbacks)
     mpc = mp.get_context("spawn")
-    procs = [mpc.Process(target=_worker_main, args=(ctx, str(run_dir)), daemon=False)
-             for _ in range(ctx.cfg.workers - 1)]
+    procs = [mpc.Process(target=_worker_main, args=(ctx, str(run_dir), k), daemon=False)
+             for k in range(1, ctx.cfg.workers)]
     for p in procs:
         p.start()
     try:

@@ -51,6 +51,10 @@ def test_local_workers_share_one_study(tmp_path):
     done = _finished(study)
     assert 6 <= len(done) <= 7  # the second worker may finish one trial it started at 5
     assert len({t.number for t in study.get_trials()}) == len(study.get_trials())
+    # each worker samples its own candidates (one seed for both proposed every random start-up
+    # trial twice)
+    params = [tuple(sorted(t.params.items())) for t in done]
+    assert len(set(params)) == len(params), params
     best = max(t.value for t in done if t.value is not None)
     report = json.loads((out / "report.json").read_text())
     assert report["best"]["val_score"] == best  # the best over both workers
