@@ -63,16 +63,33 @@ IRNN_SIGN = [
 CONFIGS = {"paper": PAPER_DEFAULTS, "irnn-probes": IRNN_PROBES, "irnn-sign": IRNN_SIGN}
 
 
-def run_one(job):
-    """Train one (config, seed) on HAR-2 and test it once: one row of the table."""
-    (cell, D, hp, lr), seed, epochs, threads = job
-    torch.set_num_threads(threads)
-    train_all, test = load_benchmark("har2")
-    train, val, how = split_validation(train_all, 0.2, seed)  # the seed picks the val subjects
+def prepared_run(bench: str, cell: str, D: int, hp: dict, seed: int):
+    """A benchmark's search split (the seed picks the validation subjects) and a model built from
+    ``seed``, normalised with the training statistics: ``(spec, model, train, val, test, how)``."""
+    train_all, test = load_benchmark(bench)
+    train, val, how = split_validation(train_all, 0.2, seed)
     mean, std = train.channel_stats()
     spec = ModelSpec(cell, train.n_channels, D, train.n_classes, hp)
     model = build_model(spec, seed=seed)
     model.set_normalisation(mean, std)
+    return spec, model, train, val, test, how
+
+
+def run_jobs(fn, jobs: list, n_jobs: int) -> list:
+    """``[fn(j) for j in jobs]``, in ``n_jobs`` spawned processes when ``n_jobs > 1``."""
+    if n_jobs <= 1:
+        return [fn(j) for j in jobs]
+    import multiprocessing as mp
+
+    with mp.get_context("spawn").Pool(n_jobs) as pool:
+        return pool.map(fn, jobs, chunksize=1)
+
+
+def run_one(job):
+    """Train one (config, seed) on HAR-2 and test it once: one row of the table."""
+    (cell, D, hp, lr), seed, epochs, threads = job
+    torch.set_num_threads(threads)
+    spec, model, train, val, test, how = prepared_run("har2", cell, D, hp, seed)
     t0 = time.perf_counter()
     res = train_model(model, train, TrainConfig(lr=lr, batch_size=128, epochs=epochs,
                                                 patience=0, seed=seed), val=val)
@@ -101,13 +118,7 @@ def main() -> None:
     wanted = set(args.cells.split(",")) if args.cells else None
     configs = [c for c in CONFIGS[args.configs] if not wanted or c[0] in wanted]
     jobs = [(c, seed, args.epochs, args.threads) for c in configs for seed in seeds]
-    if args.jobs > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            out = pool.map(run_one, jobs, chunksize=1)
-    else:
-        out = [run_one(j) for j in jobs]
+    out = run_jobs(run_one, jobs, args.jobs)
     if args.markdown:
         how = out[0][1] if out else ""
         print(f"\nHAR-2, {args.epochs} epochs, validation: {how}, seeds {args.seeds}, "

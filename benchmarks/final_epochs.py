@@ -15,10 +15,8 @@ import json
 
 import numpy as np
 import torch
+from cells_har2 import prepared_run, run_jobs  # a sibling script: python benchmarks/...
 
-from seqeq.api import split_validation
-from seqeq.datasets import load_benchmark
-from seqeq.models import ModelSpec, build_model
 from seqeq.train import TrainConfig, predict_logits, score, train_model
 
 CELLS = [("gru", 32, {}), ("irnn", 80, {"K": 3, "u_kind": "lowrank", "u_rank": 8, "h_sign": -1})]
@@ -27,11 +25,7 @@ CELLS = [("gru", 32, {}), ("irnn", 80, {"K": 3, "u_kind": "lowrank", "u_rank": 8
 def run_one(job):
     bench, (cell, D, hp), seed, epochs = job
     torch.set_num_threads(1)
-    train_all, test = load_benchmark(bench)
-    train, val, _ = split_validation(train_all, 0.2, seed)
-    mean, std = train.channel_stats()
-    model = build_model(ModelSpec(cell, train.n_channels, D, train.n_classes, hp), seed=seed)
-    model.set_normalisation(mean, std)
+    _, model, train, val, test, _ = prepared_run(bench, cell, D, hp, seed)
     tests = []
     res = train_model(
         model, train, TrainConfig(lr=1e-2, batch_size=128, epochs=epochs, patience=0, seed=seed),
@@ -53,13 +47,7 @@ def main() -> None:
     args = ap.parse_args()
     jobs = [(b, c, int(s), args.epochs) for b in args.benchmarks.split(",") for c in CELLS
             for s in args.seeds.split(",")]
-    if args.jobs > 1:
-        import multiprocessing as mp
-
-        with mp.get_context("spawn").Pool(args.jobs) as pool:
-            rows = pool.map(run_one, jobs, chunksize=1)
-    else:
-        rows = [run_one(j) for j in jobs]
+    rows = run_jobs(run_one, jobs, args.jobs)
     if args.markdown:
         print(f"\n{args.epochs} epochs, cosine schedule, Adam lr 1e-2, batch 128, seeds "
               f"{args.seeds}\n")
