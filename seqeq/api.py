@@ -274,7 +274,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     from ._progress import SearchProgress, console
     from .datasets import concat
     from .models import build_model, save_model, spec_size_bytes
-    from .report import int8_size, write_report
+    from .report import write_report
     from .search import (
         SearchContext,
         best_trial,
@@ -363,7 +363,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     onnx_info = export_model(out / "model", out / "best.onnx", quantize=cfg.quantize)
 
     from .export import quantize_model_weights
-    from .models import gradient_norm_ratio, spec_param_count
+    from .models import gradient_norm_ratio
 
     # what int8 weights cost: the chosen model, quantise-dequantised, on the same test set
     test_int8 = (score(test.y, predict_logits(quantize_model_weights(model), test, device="cpu")
@@ -377,10 +377,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
                           train_all, test, data_info, val_how, train, val)
     n_finished = report["search"]["n_finished"]
     report.update({
-        "best": {"trial": best.number, "spec": spec.to_dict(), "params": dict(best.params),
-                 "size_bytes": spec_size_bytes(spec), "size_bytes_int8": int8_size(model),
-                 "param_count": spec_param_count(spec), "val_score": best.value,
-                 "epochs": epochs, "train": best.user_attrs["train"]},
+        "best": _best_section(best, spec, model, best.value, epochs),
         "final": {
             "seeds": [f["seed"] for f in finals],
             "val_scores": [f["val_score"] for f in finals],
@@ -453,6 +450,18 @@ def _report_base(study, cfg: SearchConfig, out: Path, device: str, cells, t_star
     }
 
 
+def _best_section(trial, spec, model, val_score: float, epochs: int | None) -> dict:
+    """The report's ``best``: the chosen trial's configuration and sizes, its validation score
+    and the epochs its exported model trained."""
+    from .models import spec_param_count, spec_size_bytes
+    from .report import int8_size
+
+    return {"trial": trial.number, "spec": spec.to_dict(), "params": dict(trial.params),
+            "size_bytes": spec_size_bytes(spec), "size_bytes_int8": int8_size(model),
+            "param_count": spec_param_count(spec), "val_score": val_score,
+            "epochs": epochs, "train": trial.user_attrs.get("train")}
+
+
 def _confusion(y_true, y_pred, C: int) -> list[list[int]]:
     m = np.zeros((C, C), dtype=np.int64)
     np.add.at(m, (y_true, y_pred), 1)
@@ -478,8 +487,8 @@ def _finish_interrupted(study, out: Path, cfg: SearchConfig, report: dict) -> Ru
     no retrain, no test evaluation), a report of the trials so far (``interrupted: true``,
     ``final: null``), and say how to resume. Finished trials stay in the study."""
     from ._progress import console
-    from .models import load_model, save_model, spec_param_count, spec_size_bytes
-    from .report import int8_size, write_report
+    from .models import load_model, save_model, spec_size_bytes
+    from .report import write_report
     from .search import CHECKPOINT, best_trial
 
     resume_hint = "resume with the same command plus --resume"
@@ -494,12 +503,8 @@ def _finish_interrupted(study, out: Path, cfg: SearchConfig, report: dict) -> Ru
     trial = next((t for t in study.get_trials(deepcopy=False)
                   if t.number == meta.get("trial")), best)
     report.update({
-        "best": {"trial": trial.number, "spec": spec.to_dict(), "params": dict(trial.params),
-                 "size_bytes": spec_size_bytes(spec), "size_bytes_int8": int8_size(model),
-                 "param_count": spec_param_count(spec),
-                 "val_score": float(meta.get("val_score", best.value)),
-                 "epochs": trial.user_attrs.get("best_epoch"),
-                 "train": trial.user_attrs.get("train")},
+        "best": _best_section(trial, spec, model, float(meta.get("val_score", best.value)),
+                              trial.user_attrs.get("best_epoch")),
         "final": None,
         "export": onnx_info or None,
     })
