@@ -72,12 +72,14 @@ def load_data(dc: DataConfig, seed: int = 0):
 
     if dc.benchmark:
         train, test = load_benchmark(dc.benchmark, data_dir=dc.data_dir, seed=seed)
+        if dc.vectors.strip().lower() != "auto":  # auto: the benchmark's own
+            train = _with_vectors(train, dc.vectors)
         return train, test, {"kind": "benchmark", "name": dc.benchmark,
                              "test": train.meta.get("split", "the benchmark's test split"),
                              "provenance": dict(train.meta)}
     opts = dict(fmt=dc.fmt, id_col=dc.id_col, time_col=dc.time_col, label_col=dc.label_col,
                 group_col=dc.group_col, nan=dc.nan)
-    train: SeqData = load_file(dc.path, **opts)
+    train: SeqData = _with_vectors(load_file(dc.path, **opts), dc.vectors)
     if dc.test_path:
         test = align_test(train, load_file(dc.test_path, class_names=train.class_names, **opts))
         return train, test, {"kind": "file", "path": str(dc.path), "test": str(dc.test_path)}
@@ -92,6 +94,15 @@ def load_data(dc: DataConfig, seed: int = 0):
         how = f"stratified {dc.test_frac:.0%} hold-out (seed {seed})"
     return (train.subset(keep), train.subset(held),
             {"kind": "file", "path": str(dc.path), "test": how})
+
+
+def _with_vectors(data, text: str):
+    """``data`` with the x/y/z channel triplets ``--vectors`` names (``seqeq.augment``)."""
+    from dataclasses import replace
+
+    from .augment import parse_vectors
+
+    return replace(data, vectors=parse_vectors(text, data.channel_names))
 
 
 def require_per_class(data, need: int, what: str, alt: str = "") -> None:
@@ -417,6 +428,7 @@ def _report_base(study, cfg: SearchConfig, out: Path, device: str, cells, t_star
     """The report's sections that the search alone determines (data, search, trials,
     importances); :func:`run_on` adds the final models, an interrupted run the checkpoint."""
     from . import __version__
+    from .augment import describe_vectors
     from .report import param_importances
     from .search import trial_records
 
@@ -433,7 +445,8 @@ def _report_base(study, cfg: SearchConfig, out: Path, device: str, cells, t_star
         "data": {"train": train_all.summary(),
                  "test": test.summary() if test is not None else None,
                  "origin": data_info, "validation": val_how,
-                 "n_train_search": train.n_series, "n_val": val.n_series},
+                 "n_train_search": train.n_series, "n_val": val.n_series,
+                 "vectors": describe_vectors(train_all.vectors, train_all.channel_names)},
         "search": {"budget_kb": cfg.budget_kb, "budget_bytes": cfg.budget_bytes,
                    "bytes_per_param": cfg.bytes_per_param, "quantize": cfg.quantize,
                    "metric": cfg.metric, "trials_requested": cfg.trials,
@@ -530,16 +543,17 @@ def fit(path: str | Path, *, test: str | Path | None = None, budget_kb: float = 
         trials: int = 20, timeout: float | None = None, seed: int = 0,
         out: str | Path | None = None, fmt: str | None = None, id_col: str | None = None,
         time_col: str | None = None, label_col: str | None = None,
-        group_col: str | None = None, nan: str = "reject", quiet: bool = True,
-        **search: Any) -> RunResult:
+        group_col: str | None = None, nan: str = "reject", vectors: str = "auto",
+        quiet: bool = True, **search: Any) -> RunResult:
     """Search, train, export and report on a CSV/Parquet file. Returns a :class:`RunResult`.
 
     ``search`` takes any other :class:`~seqeq.config.SearchConfig` field (``cells``, ``metric``,
-    ``epochs``, ``final_seeds``, ``device``, ``workers``, ``storage``, ``resume`` ...).
+    ``epochs``, ``final_seeds``, ``device``, ``workers``, ``storage``, ``resume``, ``rotate``
+    ...). ``vectors`` names the x/y/z channel triplets that rotation augmentation turns.
     """
     dc = DataConfig(path=str(path), test_path=None if test is None else str(test), fmt=fmt,
                     id_col=id_col, time_col=time_col, label_col=label_col, group_col=group_col,
-                    nan=nan)
+                    nan=nan, vectors=vectors)
     cfg = SearchConfig(budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
                        **_search_kwargs(search))
     return run(dc, cfg, out, quiet=quiet)
@@ -547,15 +561,26 @@ def fit(path: str | Path, *, test: str | Path | None = None, budget_kb: float = 
 
 def bench(name: str, *, budget_kb: float = 20.0, trials: int = 20, timeout: float | None = None,
           seed: int = 0, out: str | Path | None = None, data_dir: str | None = None,
-          quiet: bool = True, **search: Any) -> RunResult:
+          vectors: str = "auto", quiet: bool = True, **search: Any) -> RunResult:
     """The same as :func:`fit` on a built-in benchmark (``seqeq datasets`` lists them)."""
-    dc = DataConfig(benchmark=name, data_dir=data_dir)
+    dc = DataConfig(benchmark=name, data_dir=data_dir, vectors=vectors)
     cfg = SearchConfig(budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
                        **_search_kwargs(search))
     return run(dc, cfg, out, quiet=quiet)
 
 
 def _search_kwargs(kw: dict) -> dict:
+    rot = kw.get("rotate")
+    if isinstance(rot, str):  # the CLI's text: auto or an angle
+        if rot.strip().lower() == "auto":
+            kw = {**kw, "rotate": None}
+        else:
+            try:
+                kw = {**kw, "rotate": float(rot)}
+            except ValueError:
+                raise SeqeqError(f"--rotate {rot!r} is neither auto nor an angle",
+                                 "Use auto, 0 (no rotation) or a maximum angle such as 30"
+                                 ) from None
     if "cells" in kw and isinstance(kw["cells"], str):
         kw = {**kw, "cells": tuple(c.strip() for c in kw["cells"].split(",") if c.strip())}
     elif kw.get("cells") is not None:

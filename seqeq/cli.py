@@ -82,6 +82,13 @@ Pruner = Annotated[str, typer.Option(help="median | hyperband | none.")]
 TrialTimeout = Annotated[float | None, typer.Option(
     "--trial-timeout", help="Stop one trial's training after this many seconds (default: a "
     "third of --timeout, else none).")]
+Rotate = Annotated[str, typer.Option(
+    help="Training augmentation: turn x/y/z sensor channels by random rotations up to DEG "
+    "degrees. auto: searched (0, 15, 30 or 45); a number fixes it; 0 turns it off.")]
+Vectors = Annotated[str, typer.Option(
+    help="Which channels are x/y/z triplets of one device: auto (found from names like acc_x "
+    "or T_xacc; a benchmark's own), none, or devices separated by ';', each a comma list of "
+    "channels in x,y,z order, e.g. 'ax,ay,az,gx,gy,gz;wx,wy,wz'.")]
 Quiet = Annotated[bool, typer.Option(help="No progress output.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
@@ -145,6 +152,8 @@ def fit(
     quantize: Quantize = None,
     pruner: Pruner = "median",
     trial_timeout: TrialTimeout = None,
+    rotate: Rotate = "auto",
+    vectors: Vectors = "auto",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ):
@@ -163,7 +172,7 @@ def fit(
                       final_epochs=final_epochs,
                       device=device, storage=storage, study_name=study_name, workers=workers,
                       resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,
-                      trial_timeout=trial_timeout)
+                      trial_timeout=trial_timeout, rotate=rotate, vectors=vectors)
         _print_result(res, as_json)
         if res.extra.get("interrupted"):
             raise typer.Exit(130)
@@ -194,6 +203,8 @@ def bench(
     quantize: Quantize = None,
     pruner: Pruner = "median",
     trial_timeout: TrialTimeout = None,
+    rotate: Rotate = "auto",
+    vectors: Vectors = "auto",
     quiet: Quiet = False,
     as_json: AsJson = False,
 ):
@@ -210,7 +221,7 @@ def bench(
                         final_epochs=final_epochs,
                         device=device, storage=storage, study_name=study_name, workers=workers,
                         resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,
-                        trial_timeout=trial_timeout)
+                        trial_timeout=trial_timeout, rotate=rotate, vectors=vectors)
         _print_result(res, as_json)
         if res.extra.get("interrupted"):
             raise typer.Exit(130)

@@ -39,6 +39,9 @@ class DataConfig:
     #: fraction of the training data held out for validation (and for test without --test)
     val_frac: float = 0.2
     test_frac: float = 0.2
+    #: which channels are x/y/z triplets of one device (``seqeq.augment.parse_vectors``):
+    #: "auto" (the benchmark's own, or found from a file's channel names), "none", or a list
+    vectors: str = "auto"
 
     def __post_init__(self) -> None:
         if (self.path is None) == (self.benchmark is None):
@@ -88,6 +91,9 @@ class SearchConfig:
     quantize: str | None = None
     #: stop a trial's training after this many seconds (None: no limit)
     trial_timeout: float | None = None
+    #: rotation augmentation of x/y/z channel triplets, in degrees (None: searched among
+    #: ``seqeq.augment.ROTATE_CHOICES``; 0: off); data without triplets is never rotated
+    rotate: float | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -120,6 +126,9 @@ class SearchConfig:
                              "Give e.g. --epochs 25")
         if self.quantize not in (None, "int8"):
             raise SeqeqError(f"unknown --quantize {self.quantize!r}", "Use int8")
+        if self.rotate is not None and not 0 <= self.rotate <= 180:
+            raise SeqeqError(f"--rotate {self.rotate:g} is not an angle in 0..180 degrees",
+                             "Use auto, 0 (no rotation) or a maximum angle such as 30")
         if self.resume and self.overwrite:
             raise SeqeqError("--resume and --overwrite contradict each other", "Give only one")
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import optuna
 
+from .augment import ROTATE_CHOICES
 from .config import SearchConfig
 from .datasets import SeqData
 from .errors import SeqeqError
@@ -154,7 +155,7 @@ def train_config_of(trial: optuna.trial.FrozenTrial, device: str, seed: int,
     t = trial.user_attrs["train"]
     return TrainConfig(lr=t["lr"], batch_size=t["batch_size"], epochs=t["epochs"],
                        patience=0 if stop_epoch else t.get("patience", 0), device=device,
-                       seed=seed, stop_epoch=stop_epoch)
+                       seed=seed, stop_epoch=stop_epoch, rotate_deg=t.get("rotate_deg", 0.0))
 
 
 def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
@@ -167,15 +168,16 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         spec = suggest_spec(trial, cell, d, C, cfg.budget_bytes, cfg.bytes_per_param)
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
         batch_size = trial.suggest_categorical("batch_size", list(BATCH_SIZES))
+        rotate = _suggest_rotate(trial, cfg, ctx.train)
         tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=cfg.epochs, patience=cfg.patience,
                            device=ctx.device, seed=cfg.seed + trial.number,
                            max_seconds=cfg.trial_timeout or (cfg.timeout / 3 if cfg.timeout
-                                                             else None))
+                                                             else None), rotate_deg=rotate)
         size = spec_size_bytes(spec, cfg.bytes_per_param)
         trial.set_user_attr("spec", spec.to_dict())
         trial.set_user_attr("size_bytes", size)
         trial.set_user_attr("train", {"lr": lr, "batch_size": batch_size, "epochs": cfg.epochs,
-                                      "patience": cfg.patience})
+                                      "patience": cfg.patience, "rotate_deg": rotate})
         model = build_model(spec, seed=tcfg.seed)
         model.set_normalisation(mean, std)
         t0 = time.perf_counter()
@@ -212,6 +214,16 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             raise
 
     return marked
+
+
+def _suggest_rotate(trial: optuna.Trial, cfg: SearchConfig, train) -> float:
+    """The trial's rotation augmentation (``seqeq.augment``): none when the data has no x/y/z
+    channel triplets, ``--rotate DEG`` when fixed, else a searched maximum angle."""
+    if not train.vectors:
+        return 0.0
+    if cfg.rotate is not None:
+        return float(cfg.rotate)
+    return float(trial.suggest_categorical("rotate_deg", list(ROTATE_CHOICES)))
 
 
 def _beats_best(trial: optuna.Trial, value: float) -> bool:

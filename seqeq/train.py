@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .augment import rotate_vectors
 from .datasets import SeqData
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "predict_logits", "score", "METRICS",
@@ -48,12 +49,17 @@ class TrainConfig:
     #: stop after this epoch while keeping the learning-rate schedule of ``epochs`` (the final
     #: retrain repeats a trial's trajectory up to its best epoch)
     stop_epoch: int | None = None
+    #: turn the training data's x/y/z channel triplets (``SeqData.vectors``) by random rotations
+    #: of up to this many degrees, a fresh one per series and epoch (0: off; ``seqeq.augment``)
+    rotate_deg: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:
             raise ValueError("lr must be > 0, batch_size and epochs >= 1")
         if self.schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown schedule {self.schedule!r}")
+        if not 0 <= self.rotate_deg <= 180:
+            raise ValueError("rotate_deg must be in 0..180")
 
 
 @dataclass
@@ -204,6 +210,9 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
         sched = None
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
+    rotate = cfg.rotate_deg > 0 and bool(train.vectors)
+    # its own generator: switching augmentation on leaves the batch order as it was
+    aug_gen = torch.Generator(device="cpu").manual_seed(cfg.seed + 7919)
     res = TrainResult()
     best_state, since_best = None, 0
     t0 = time.perf_counter()
@@ -217,6 +226,8 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
                 out_of_time = True  # validate what we have, then stop
                 break
             x, L, y = tr.batch(perm[i : i + cfg.batch_size])
+            if rotate:
+                x = rotate_vectors(x, train.vectors, cfg.rotate_deg, aug_gen)
             loss = loss_fn(model(x, L), y)
             reg = getattr(model, "regularization", None)
             if reg is not None:

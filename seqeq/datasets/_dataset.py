@@ -28,6 +28,9 @@ class SeqData:
     groups: np.ndarray | None = None  # (N,) group ids for grouped validation
     name: str = "data"
     meta: dict = field(default_factory=dict)
+    #: x/y/z channel triplets, grouped by the device that carries them (``seqeq.augment``):
+    #: a tuple of bodies, each a tuple of ``(x, y, z)`` channel indices; () when none
+    vectors: tuple = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.X, LazySeries):
@@ -39,6 +42,12 @@ class SeqData:
             self.y = np.asarray(self.y, dtype=np.int64)
         self.class_names = [str(c) for c in self.class_names]
         self.channel_names = [str(c) for c in self.channel_names]
+        self.vectors = tuple(tuple(tuple(int(i) for i in t) for t in body)
+                             for body in self.vectors)
+        bad = [i for body in self.vectors for t in body for i in t
+               if len(t) != 3 or not 0 <= i < self.X.shape[2]]
+        if bad or any(len(t) != 3 for body in self.vectors for t in body):
+            raise ValueError(f"vectors must be (x, y, z) channel triplets, got {self.vectors}")
 
     # ---- shape facts ---------------------------------------------------------------------
     @property

@@ -173,6 +173,13 @@ def _meta(spec: _Spec, path: Path | None, name: str, **extra) -> dict:
     return m
 
 
+# x/y/z triplets (seqeq.augment): HAR's one phone carries body_acc, body_gyro and total_acc;
+# DSA-19's five units (torso, arms, legs) each carry acc, gyro and mag and turn independently
+HAR_VECTORS = (((0, 1, 2), (3, 4, 5), (6, 7, 8)),)
+DSA_VECTORS = tuple(tuple((u * 9 + s, u * 9 + s + 1, u * 9 + s + 2) for s in (0, 3, 6))
+                    for u in range(5))
+
+
 # ---- loaders -------------------------------------------------------------------------------
 def _randomwalk(spec, name, data_dir, seed, download):
     rng = np.random.default_rng(seed)
@@ -203,7 +210,7 @@ def _har(spec, name, data_dir, seed, download):
             X=d[f"X_{split}"], lengths=np.full(len(y), d[f"X_{split}"].shape[1]), y=y,
             class_names=classes, channel_names=[str(c) for c in d["channel_names"]],
             ids=np.arange(len(y)), groups=d[f"subject_{split}"], name=f"{name}-{split}",
-            meta=_meta(spec, path, name),
+            meta=_meta(spec, path, name), vectors=HAR_VECTORS,
         ))
     return out[0], out[1]
 
@@ -223,7 +230,7 @@ def _dsa19(spec, name, data_dir, seed, download):
             class_names=[str(c) for c in d["class_names"]],
             channel_names=[str(c) for c in d["channel_names"]],
             ids=idx.astype(np.int64), groups=subject[idx], name=f"{name}-{split}",
-            meta=_meta(spec, path, name),
+            meta=_meta(spec, path, name), vectors=DSA_VECTORS,
         ))
     return out[0], out[1]
 

@@ -250,6 +250,7 @@ def _data(r: dict) -> str:
         ("validation", f"{_e(d.get('validation'))}: {_e(d.get('n_train_search'))} series to "
                        f"train, {_e(d.get('n_val'))} to validate during the search"),
         ("channels", f"{_e(tr.get('n_channels'))}: {_e(ch)}"),
+        ("x/y/z vectors", _e(d.get("vectors")) or None),
         ("lengths", _e(lengths)),
         ("classes", _e(tr.get("n_classes"))),
     ])
@@ -299,11 +300,14 @@ def _search(r: dict) -> str:
 def _model(r: dict) -> str:
     b, ex = r.get("best") or {}, r.get("export") or {}
     spec, tr = b.get("spec") or {}, b.get("train") or {}
+    rot = float(tr.get("rotate_deg") or 0)
     kv = _kv([
         ("cell", f"<b>{_e(spec.get('cell'))}</b> (trial #{_e(b.get('trial'))})"),
         ("hidden size D", _e(spec.get("hidden_size"))),
         ("cell hyperparameters", _e(_hp(spec)) or None),
         ("training", f"lr {_score(tr.get('lr'), 5)}, batch size {_e(tr.get('batch_size'))}, "
+                     + (f"x/y/z channels turned by random rotations up to {rot:g}°, "
+                        if rot else "")
                      + (f"best validation score at epoch {_e(b.get('epochs'))} of its trial "
                         "(not retrained: interrupted)" if r.get("final") is None
                         and r.get("interrupted") else

@@ -1,0 +1,134 @@
+"""Training-time augmentation: random rotations of the x/y/z channels of a sensor.
+
+A phone or wearable is never worn at quite the same angle twice, so a model that must work on new
+people sees each person's data in a slightly rotated frame. Training on randomly rotated copies
+of the 3-axis signals (accelerometer, gyroscope, magnetometer) teaches it to ignore that. Measured
+on HAR-2 (GRU, ``benchmarks/augment_har2.py``): test accuracy +2.2 points with rotations up to
+30-45 degrees, while jitter, time shifts and amplitude scaling did not help.
+
+Which channels form a vector, and which vectors share one device (and so one rotation), is
+described by ``SeqData.vectors``: a tuple of *bodies*, each a tuple of channel-index triplets
+``(x, y, z)``. The built-in benchmarks know theirs; for files :func:`detect_vectors` finds
+triplets from channel names (``acc_x, acc_y, acc_z``; ``T_xacc, T_yacc, T_zacc``) and
+:func:`parse_vectors` reads a user's ``--vectors`` description.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .errors import SeqeqError
+
+__all__ = ["Vectors", "random_rotations", "rotate_vectors", "detect_vectors", "parse_vectors",
+           "describe_vectors", "ROTATE_CHOICES"]
+
+#: a tuple of bodies; a body is a tuple of (x, y, z) channel-index triplets rotated together
+Vectors = tuple[tuple[tuple[int, int, int], ...], ...]
+
+#: maximum rotation angles (degrees) the search tries when the data has vectors
+ROTATE_CHOICES = (0, 15, 30, 45)
+
+
+def random_rotations(n: int, max_deg: float, gen: torch.Generator) -> torch.Tensor:
+    """``n`` random 3x3 rotation matrices (float32, CPU): a uniformly random axis and an angle
+    uniform in ``[-max_deg, max_deg]`` degrees (Rodrigues' formula)."""
+    axis = torch.randn(n, 3, generator=gen)
+    axis = axis / axis.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    angle = (torch.rand(n, generator=gen) * 2 - 1) * math.radians(max_deg)
+    k = torch.zeros(n, 3, 3)
+    k[:, 0, 1], k[:, 0, 2], k[:, 1, 2] = -axis[:, 2], axis[:, 1], -axis[:, 0]
+    k = k - k.transpose(1, 2)  # the cross-product matrix of the axis
+    s, c = angle.sin()[:, None, None], angle.cos()[:, None, None]
+    return torch.eye(3).expand(n, 3, 3) + s * k + (1 - c) * (k @ k)
+
+
+def rotate_vectors(x: torch.Tensor, vectors: Vectors, max_deg: float,
+                   gen: torch.Generator) -> torch.Tensor:
+    """``x (B, T, C)`` with every body's triplets turned by one random rotation per series
+    (other channels untouched). Padding stays zero: a rotation maps 0 to 0."""
+    if max_deg <= 0 or not vectors:
+        return x
+    out = x.clone()
+    for body in vectors:
+        r = random_rotations(x.shape[0], max_deg, gen).to(device=x.device, dtype=x.dtype)
+        for trip in body:
+            idx = list(trip)
+            out[..., idx] = torch.einsum("bij,btj->bti", r, x[..., idx])
+    return out
+
+
+def _triplet_templates(names: list[str]) -> list[tuple[str, tuple[int, int, int]]]:
+    """``(template, (ix, iy, iz))`` for every name whose one ``x``/``X`` letter can be swapped
+    for ``y`` and ``z`` to give two other channels; the last such letter wins (``max_x``)."""
+    where = {n: i for i, n in enumerate(names)}
+    found, used = [], set()
+    for i, n in enumerate(names):
+        for p in range(len(n) - 1, -1, -1):
+            if n[p] not in "xX":
+                continue
+            y = n[:p] + ("y" if n[p] == "x" else "Y") + n[p + 1:]
+            z = n[:p] + ("z" if n[p] == "x" else "Z") + n[p + 1:]
+            if y in where and z in where and not {i, where[y], where[z]} & used:
+                trip = (i, where[y], where[z])
+                used.update(trip)
+                found.append((n[:p] + "{}" + n[p + 1:], trip))
+                break
+    return found
+
+
+def detect_vectors(channel_names: list[str]) -> Vectors:
+    """x/y/z triplets found in the channel names; ``()`` when there are none.
+
+    When the axis letter leads the sensor's name (``T_xacc``, ``RA_xgyro``: DSA-19's style), what
+    precedes it names the device, and each device is its own body. Otherwise (``body_acc_x``,
+    ``gyro_x``) all triplets are one body: one phone or wearable, the common case. Anything else
+    (several devices named the second way) needs ``--vectors``."""
+    found = _triplet_templates(list(channel_names))
+    if not found:
+        return ()
+    heads = [t.split("{}")[0] for t, _ in found]
+    if all(t.split("{}")[1] for t, _ in found) and len(set(heads)) > 1:
+        order = list(dict.fromkeys(heads))
+        return tuple(tuple(trip for (_, trip), h in zip(found, heads, strict=True) if h == head)
+                     for head in order)
+    return (tuple(trip for _, trip in found),)
+
+
+def parse_vectors(text: str, channel_names: list[str]) -> Vectors:
+    """``--vectors``: ``auto`` (:func:`detect_vectors`), ``none``, or bodies separated by ``;``,
+    each a comma-separated list of channel names in x, y, z order, three per sensor:
+    ``"acc_x,acc_y,acc_z,gyro_x,gyro_y,gyro_z; wrist_x,wrist_y,wrist_z"``."""
+    text = text.strip()
+    if text.lower() == "auto":
+        return detect_vectors(channel_names)
+    if text.lower() in ("none", "off", ""):
+        return ()
+    where = {n: i for i, n in enumerate(channel_names)}
+    bodies, seen = [], set()
+    for part in text.split(";"):
+        cols = [c.strip() for c in part.split(",") if c.strip()]
+        if not cols:
+            continue
+        unknown = [c for c in cols if c not in where]
+        if unknown:
+            raise SeqeqError(f"--vectors names unknown channel(s) {', '.join(map(repr, unknown))}",
+                             f"Use channel names of the data: {', '.join(channel_names[:12])}"
+                             + (", ..." if len(channel_names) > 12 else ""))
+        if len(cols) % 3:
+            raise SeqeqError(f"--vectors body {part.strip()!r} has {len(cols)} channels, not a "
+                             "multiple of 3", "List each sensor's x, y and z channels, in order")
+        twice = [c for c in cols if c in seen]
+        if twice or len(set(cols)) != len(cols):
+            raise SeqeqError(f"--vectors lists channel {(twice or cols)[0]!r} twice",
+                             "Name every channel in at most one triplet")
+        seen.update(cols)
+        idx = [where[c] for c in cols]
+        bodies.append(tuple((idx[k], idx[k + 1], idx[k + 2]) for k in range(0, len(idx), 3)))
+    return tuple(bodies)
+
+
+def describe_vectors(vectors: Vectors, channel_names: list[str]) -> str:
+    """The ``--vectors`` text that gives ``vectors`` back (shown in reports and logs)."""
+    return "; ".join(",".join(channel_names[i] for t in body for i in t) for body in vectors)

@@ -1,0 +1,199 @@
+"""Rotation augmentation of x/y/z sensor channels: the maths, the channel grouping, the wiring."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from seqeq.augment import (
+    describe_vectors,
+    detect_vectors,
+    parse_vectors,
+    random_rotations,
+    rotate_vectors,
+)
+from seqeq.config import SearchConfig
+from seqeq.errors import SeqeqError
+
+HAR = ["body_acc_x", "body_acc_y", "body_acc_z", "body_gyro_x", "body_gyro_y", "body_gyro_z",
+       "total_acc_x", "total_acc_y", "total_acc_z"]
+DSA = [f"{u}_{a}{s}" for u in ("T", "RA", "LA") for s in ("acc", "gyro", "mag") for a in "xyz"]
+
+
+@pytest.mark.parametrize("max_deg", [0.0, 10.0, 45.0, 180.0])
+def test_random_rotations_are_rotations_within_the_angle(max_deg):
+    r = random_rotations(500, max_deg, torch.Generator().manual_seed(0)).double()
+    eye = torch.eye(3, dtype=torch.float64).expand(500, 3, 3)
+    assert torch.allclose(r @ r.transpose(1, 2), eye, atol=1e-5)
+    assert torch.allclose(torch.linalg.det(r), torch.ones(500, dtype=torch.float64), atol=1e-5)
+    # trace = 1 + 2 cos(angle)
+    angle = torch.rad2deg(torch.arccos(((r.diagonal(dim1=1, dim2=2).sum(1) - 1) / 2)
+                                       .clamp(-1, 1)))
+    assert float(angle.max()) <= max_deg + 0.1
+    if max_deg >= 10:  # the angles fill the range, not only its start
+        assert float(angle.max()) > 0.8 * max_deg
+
+
+def _x(B=6, T=5, C=11, seed=0):
+    return torch.randn(B, T, C, generator=torch.Generator().manual_seed(seed))
+
+
+def test_one_rotation_per_body_and_series_and_other_channels_untouched():
+    x = _x()
+    x[0, 3:] = 0  # padding
+    vectors = (((0, 1, 2), (3, 4, 5)), ((6, 7, 8),))
+    y = rotate_vectors(x, vectors, 60, torch.Generator().manual_seed(1))
+    for trip in ((0, 1, 2), (3, 4, 5), (6, 7, 8)):  # lengths of every vector kept
+        assert torch.allclose(y[..., list(trip)].norm(dim=-1), x[..., list(trip)].norm(dim=-1),
+                              atol=1e-5)
+        assert not torch.allclose(y[..., list(trip)], x[..., list(trip)])
+    assert torch.equal(y[..., 9:], x[..., 9:])  # channels in no triplet
+    assert torch.equal(y[0, 3:], torch.zeros_like(y[0, 3:]))  # padding stays zero
+
+    def dots(t, a, b):
+        return (t[..., list(a)] * t[..., list(b)]).sum(-1)
+
+    # one body turns as one: angles between its vectors are kept ...
+    assert torch.allclose(dots(y, (0, 1, 2), (3, 4, 5)), dots(x, (0, 1, 2), (3, 4, 5)), atol=1e-5)
+    # ... and two bodies turn independently
+    assert not torch.allclose(dots(y, (0, 1, 2), (6, 7, 8)), dots(x, (0, 1, 2), (6, 7, 8)),
+                              atol=1e-3)
+    # the same series at the same time step is turned by one matrix at every step
+    r = torch.linalg.lstsq(x[1, :, 0:3].double(), y[1, :, 0:3].double()).solution
+    assert torch.allclose(r.T @ r, torch.eye(3, dtype=torch.float64), atol=1e-4)
+
+
+def test_rotation_off_or_without_vectors_is_the_identity():
+    x = _x()
+    g = torch.Generator().manual_seed(0)
+    assert rotate_vectors(x, (((0, 1, 2),),), 0, g) is x
+    assert rotate_vectors(x, (), 30, g) is x
+
+
+def test_detects_triplets_from_channel_names():
+    assert detect_vectors(HAR) == (((0, 1, 2), (3, 4, 5), (6, 7, 8)),)  # one phone
+    assert detect_vectors(DSA) == (((0, 1, 2), (3, 4, 5), (6, 7, 8)),  # one body per unit
+                                   ((9, 10, 11), (12, 13, 14), (15, 16, 17)),
+                                   ((18, 19, 20), (21, 22, 23), (24, 25, 26)))
+    assert detect_vectors(["AccX", "AccY", "AccZ", "hr"]) == (((0, 1, 2),),)
+    assert detect_vectors(["z", "x", "y"]) == (((1, 2, 0),),)  # x, y, z order, wherever they are
+    assert detect_vectors(["max", "may", "temp"]) == ()  # no z: no triplet
+    assert detect_vectors(["value"]) == ()
+    assert detect_vectors(["c0", "c1", "c2"]) == ()
+
+
+def test_parses_a_users_vectors_and_refuses_bad_ones():
+    names = ["ax", "ay", "az", "gx", "gy", "gz", "wx", "wy", "wz", "hr"]
+    v = parse_vectors("ax,ay,az,gx,gy,gz; wx,wy,wz", names)
+    assert v == (((0, 1, 2), (3, 4, 5)), ((6, 7, 8),))
+    assert describe_vectors(v, names) == "ax,ay,az,gx,gy,gz; wx,wy,wz"
+    assert parse_vectors(describe_vectors(v, names), names) == v
+    assert parse_vectors("none", names) == ()
+    assert parse_vectors("auto", names) == detect_vectors(names)
+    with pytest.raises(SeqeqError, match="unknown channel.*'bx'"):
+        parse_vectors("bx,ay,az", names)
+    with pytest.raises(SeqeqError, match="not a multiple of 3"):
+        parse_vectors("ax,ay", names)
+    with pytest.raises(SeqeqError, match="twice"):
+        parse_vectors("ax,ay,az;ax,gy,gz", names)
+
+
+def test_seqdata_checks_and_keeps_its_vectors(walks):
+    d = walks(n=12, T=6, C=3)
+    with pytest.raises(ValueError, match="triplets"):
+        replace(d, vectors=(((0, 1, 5),),))  # no channel 5
+    d = replace(d, vectors=(((0, 1, 2),),))
+    assert d.subset(np.arange(4)).vectors == (((0, 1, 2),),)
+
+
+def _train(data, rotate, seed=0):
+    from seqeq.models import ModelSpec, build_model
+    from seqeq.train import TrainConfig, train_model
+
+    model = build_model(ModelSpec("gru", data.n_channels, 6, 2), seed=0)
+    train_model(model, data, TrainConfig(epochs=2, batch_size=16, seed=seed, rotate_deg=rotate))
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_training_rotates_only_data_with_vectors_and_is_seeded(walks):
+    plain = walks(n=48, T=8, C=3)
+    vec = replace(plain, vectors=(((0, 1, 2),),))
+    assert torch.equal(_train(plain, 30), _train(plain, 0))  # nothing to turn
+    assert torch.equal(_train(vec, 0), _train(plain, 0))  # off
+    assert not torch.equal(_train(vec, 30), _train(vec, 0))
+    assert torch.equal(_train(vec, 30), _train(vec, 30))  # same seed, same rotations
+    assert not torch.equal(_train(vec, 30, seed=1), _train(vec, 30, seed=0))
+
+
+@pytest.mark.parametrize("rotate", [None, 20.0])
+def test_search_searches_or_fixes_the_rotation_and_the_final_model_uses_it(
+        tmp_path, walks, monkeypatch, rotate):
+    import seqeq.search  # noqa: F401  (bound to the real train_model before the spy)
+    import seqeq.train
+    from seqeq.api import run_on
+
+    used = []
+    real = seqeq.train.train_model
+
+    def spy(model, train, cfg, val=None, **kw):
+        used.append(cfg.rotate_deg)
+        return real(model, train, cfg, val=val, **kw)
+
+    monkeypatch.setattr(seqeq.train, "train_model", spy)  # the final retrain
+    data = replace(walks(n=90, T=10, C=3, seed=3), vectors=(((0, 1, 2),),))
+    cfg = SearchConfig(budget_kb=3, trials=3, epochs=1, final_seeds=1, cells=("gru",),
+                       device="cpu", rotate=rotate)
+    res = run_on(data, walks(n=30, T=10, C=3, seed=4), cfg, tmp_path / "r")
+    report = json.loads(open(res.report_json).read())
+    best = report["best"]["train"]["rotate_deg"]
+    assert used == [best]
+    for t in report["trials"]:
+        assert ("rotate_deg" in t["params"]) == (rotate is None)
+    if rotate is not None:
+        assert best == rotate
+    else:
+        assert best in (0, 15, 30, 45)
+
+
+def test_search_without_vectors_has_no_rotation_axis(tmp_path, walks):
+    from seqeq.api import run_on
+
+    cfg = SearchConfig(budget_kb=3, trials=2, epochs=1, final_seeds=1, cells=("gru",),
+                       device="cpu")
+    res = run_on(walks(n=60, T=10, seed=3), None, cfg, tmp_path / "r")
+    report = json.loads(open(res.report_json).read())
+    assert all("rotate_deg" not in t["params"] for t in report["trials"])
+    assert report["best"]["train"]["rotate_deg"] == 0
+
+
+def test_rotate_out_of_range_is_a_clear_error():
+    with pytest.raises(SeqeqError, match="--rotate 200"):
+        SearchConfig(rotate=200)
+
+
+@pytest.mark.parametrize("args, msg", [
+    (["--rotate", "lots"], "--rotate 'lots' is neither auto nor an angle"),
+    (["--rotate", "-5"], "--rotate -5 is not an angle"),
+    (["--vectors", "ax,ay"], "unknown channel"),
+])
+def test_cli_refuses_bad_rotation_options_in_one_line(tmp_path, walks, args, msg):
+    from typer.testing import CliRunner
+
+    from seqeq.cli import app
+
+    d = walks(n=30, T=6, C=2)
+    rows = [{"series": i, "t": t, "c0": float(d.X[i, t, 0]), "c1": float(d.X[i, t, 1]),
+             "label": d.class_names[d.y[i]]} for i in range(d.n_series) for t in range(6)]
+    import pandas as pd
+
+    path = tmp_path / "d.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    r = CliRunner().invoke(app, ["fit", str(path), "--trials", "1", "--epochs", "1",
+                                 "--out", str(tmp_path / "o"), *args])
+    assert r.exit_code != 0
+    assert msg in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "o").exists()
