@@ -43,17 +43,39 @@ def _to_series(X) -> tuple[np.ndarray, np.ndarray]:
     return pad_series(series)
 
 
+def _vectors(vectors, n_channels: int) -> tuple:
+    from .errors import SeqeqError
+
+    if not vectors:
+        return ()
+    try:
+        out = tuple(tuple(tuple(int(i) for i in t) for t in body) for body in vectors)
+    except (TypeError, ValueError):
+        out = None
+    if out is None or any(len(t) != 3 or not all(0 <= i < n_channels for i in t)
+                          for body in out for t in body):
+        raise SeqeqError(f"vectors={vectors!r} is not a list of devices of (x, y, z) channel "
+                         f"index triplets below {n_channels}",
+                         "Give e.g. vectors=[[(0, 1, 2), (3, 4, 5)]]")
+    return out
+
+
 class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     """Search for the best small recurrent classifier under ``budget_kb``.
 
     Parameters mirror ``seqeq fit``: ``budget_kb``, ``trials``, ``timeout``, ``cells``,
-    ``metric``, ``epochs``, ``final_seeds``, ``device``, ``seed``, ``out``.
+    ``metric``, ``epochs``, ``final_seeds``, ``device``, ``seed``, ``out``, ``rotate``
+    (``"auto"``, or a maximum angle in degrees). ``vectors`` says which channels are x/y/z
+    triplets for the rotation augmentation, by index: one list per device of ``(x, y, z)``
+    triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and gyroscope
+    (default: none, arrays have no channel names).
     """
 
     def __init__(self, budget_kb: float = 20.0, trials: int = 10, timeout: float | None = None,
                  cells: str | None = None, metric: str = "accuracy", epochs: int = 25,
                  final_seeds: int = 1, device: str = "auto", seed: int = 0,
-                 out: str | None = None, verbose: bool = False):
+                 out: str | None = None, verbose: bool = False, rotate: str | float = "auto",
+                 vectors=None):
         self.budget_kb = budget_kb
         self.trials = trials
         self.timeout = timeout
@@ -65,6 +87,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         self.seed = seed
         self.out = out
         self.verbose = verbose
+        self.rotate = rotate
+        self.vectors = vectors
 
     def fit(self, X, y, groups=None):
         from .api import _search_kwargs, run_on
@@ -80,11 +104,12 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         self.classes_, yi = np.unique(y, return_inverse=True)
         data = SeqData(X=Xp, lengths=lengths, y=yi, class_names=[str(c) for c in self.classes_],
                        channel_names=[f"ch{i}" for i in range(Xp.shape[2])],
-                       groups=None if groups is None else np.asarray(groups), name="array")
+                       groups=None if groups is None else np.asarray(groups), name="array",
+                       vectors=_vectors(self.vectors, Xp.shape[2]))
         cfg = SearchConfig(budget_kb=self.budget_kb, trials=self.trials, timeout=self.timeout,
                            seed=self.seed, metric=self.metric, epochs=self.epochs,
                            final_seeds=self.final_seeds, device=self.device,
-                           **_search_kwargs({"cells": self.cells}))
+                           **_search_kwargs({"cells": self.cells, "rotate": self.rotate}))
         out = self.out or tempfile.mkdtemp(prefix="seqeq-")
         self.result_ = run_on(data, None, cfg, out, data_info={"kind": "array"},
                               quiet=not self.verbose, keep_model=True)

@@ -197,3 +197,17 @@ def test_cli_refuses_bad_rotation_options_in_one_line(tmp_path, walks, args, msg
     assert r.exit_code != 0
     assert msg in r.output and "Traceback" not in r.output
     assert not (tmp_path / "o").exists()
+
+
+def test_sklearn_estimator_takes_vectors_by_index(tmp_path, walks):
+    from seqeq import SeqeqClassifier
+
+    d = walks(n=60, T=8, C=4, seed=2)
+    clf = SeqeqClassifier(budget_kb=2, trials=1, epochs=1, cells="gru", device="cpu",
+                          rotate=30, vectors=[[(0, 1, 2)]], out=str(tmp_path / "sk"))
+    clf.fit(d.X, d.y)
+    report = json.loads(open(clf.result_.report_json).read())
+    assert report["data"]["vectors"] == "ch0,ch1,ch2"
+    assert report["best"]["train"]["rotate_deg"] == 30
+    with pytest.raises(SeqeqError, match="vectors="):
+        SeqeqClassifier(vectors=[[(0, 1, 9)]], trials=1, epochs=1).fit(d.X, d.y)
