@@ -15,6 +15,7 @@ noise of S channel standard deviations, ``shift<K>`` a circular time shift of up
 
     python benchmarks/augment_har2.py --augs none,rot10,rot30,rot45,rot90,rot180 --cells gru
     python benchmarks/augment_har2.py --augs none,rot30 --cells irnn,tarnn
+    python benchmarks/augment_har2.py --augs rot30,rot45 --cells tarnn:30,gru:34 --epochs 40
 """
 
 from __future__ import annotations
@@ -72,7 +73,8 @@ def _rotation(kind: str) -> float:
 def run_one(job):
     kind, cell, seed, epochs = job
     torch.set_num_threads(1)
-    name, D, hp = CELLS[cell]
+    name, D, hp = CELLS[cell.split(":")[0]]
+    D = int(cell.split(":")[1]) if ":" in cell else D  # "tarnn:30": another hidden size
     _, model, train, val, test, _ = prepared_run("har2", name, D, hp, seed)
     extra = _batch_transform(kind, torch.Generator().manual_seed(1000 + seed))
     real = T._Tensors.batch

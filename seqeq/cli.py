@@ -68,8 +68,9 @@ Metric = Annotated[str, typer.Option(help="accuracy | balanced_accuracy | macro_
 Epochs = Annotated[int, typer.Option(help="Maximum epochs per trial.")]
 FinalSeeds = Annotated[int, typer.Option("--final-seeds", help="Seeds for the final retrain.")]
 FinalEpochs = Annotated[str, typer.Option(
-    "--final-epochs", help="all | best: the final retrain runs the best trial's whole schedule "
-    "(all), or stops at its best validation epoch (best).")]
+    "--final-epochs", help="all | best: trials are scored at the end of their schedule and the "
+    "final retrain runs it whole (all), or trials are scored at their best validation epoch, "
+    "stop early, and the final retrain stops there (best).")]
 Device = Annotated[str, typer.Option(help="auto | cpu | cuda.")]
 Storage = Annotated[str | None, typer.Option(help="Optuna storage URL (e.g. postgresql://...) "
                                              "shared by several workers.")]

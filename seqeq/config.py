@@ -79,8 +79,10 @@ class SearchConfig:
     patience: int = 6
     pruner: str = "median"
     final_seeds: int = 3
-    #: the final retrain's length: "all" runs the best trial's whole learning-rate schedule
-    #: (``epochs``); "best" stops it at the epoch the trial's validation score peaked
+    #: "all": trials are scored at the end of their schedule (``search.trial_value``) and the
+    #: final retrain runs the best trial's whole learning-rate schedule (``epochs``); "best":
+    #: trials are scored at their best epoch, stop early after ``patience`` epochs without a
+    #: better one, and the final retrain stops at the best trial's best epoch
     final_epochs: str = "all"
     device: str = "auto"
     storage: str | None = None

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import optuna
 
 from .augment import ROTATE_CHOICES
@@ -169,7 +170,10 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
         batch_size = trial.suggest_categorical("batch_size", list(BATCH_SIZES))
         rotate = _suggest_rotate(trial, cfg, ctx.train)
-        tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=cfg.epochs, patience=cfg.patience,
+        # judged at the end of its schedule (what the final retrain delivers), a trial runs it
+        # whole unless pruned; judged by its best epoch, it stops early after `patience`
+        patience = 0 if cfg.final_epochs == "all" else cfg.patience
+        tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=cfg.epochs, patience=patience,
                            device=ctx.device, seed=cfg.seed + trial.number,
                            max_seconds=cfg.trial_timeout or (cfg.timeout / 3 if cfg.timeout
                                                              else None), rotate_deg=rotate)
@@ -177,7 +181,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         trial.set_user_attr("spec", spec.to_dict())
         trial.set_user_attr("size_bytes", size)
         trial.set_user_attr("train", {"lr": lr, "batch_size": batch_size, "epochs": cfg.epochs,
-                                      "patience": cfg.patience, "rotate_deg": rotate})
+                                      "patience": patience, "rotate_deg": rotate})
         model = build_model(spec, seed=tcfg.seed)
         model.set_normalisation(mean, std)
         t0 = time.perf_counter()
@@ -195,7 +199,8 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
 
         res = train_model(model, ctx.train, tcfg, val=ctx.val, metric=cfg.metric,
                           on_epoch=on_epoch)
-        value = float(res.best_val if res.best_val is not None else 0.0)
+        value = trial_value(curve, res.best_val, cfg)
+        trial.set_user_attr("best_val", res.best_val)
         trial.set_user_attr("best_epoch", res.best_epoch)
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         if ctx.run_dir is not None and _beats_best(trial, value):
@@ -214,6 +219,23 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             raise
 
     return marked
+
+
+def tail_epochs(epochs: int) -> int:
+    """How many final epochs a trial's score averages under ``--final-epochs all``."""
+    return max(1, round(epochs / 10))
+
+
+def trial_value(curve: list[float], best_val: float | None, cfg: SearchConfig) -> float:
+    """A trial's score. ``--final-epochs all`` (the final model runs the whole schedule): the
+    mean validation score of the schedule's last :func:`tail_epochs` epochs. The single best
+    epoch of a noisy validation curve rewards lucky spikes (a trial that peaked at epoch 3 of 40
+    and was stopped won searches it then lost on test, ``benchmarks/RESULTS.md``); the end of the
+    schedule is both steadier and what the final retrain delivers. ``best``: the best epoch."""
+    if cfg.final_epochs == "all":
+        tail = [v for v in curve[-tail_epochs(cfg.epochs):] if math.isfinite(v)]
+        return float(np.mean(tail)) if tail else 0.0
+    return float(best_val if best_val is not None else 0.0)
 
 
 def _suggest_rotate(trial: optuna.Trial, cfg: SearchConfig, train) -> float:

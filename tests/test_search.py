@@ -172,3 +172,29 @@ def test_group_col_holds_out_whole_groups_for_test_too(tmp_path, walks):
     assert "grouped" in info["test"]
     assert not set(np.unique(train.groups)) & set(np.unique(test.groups))
     assert set(np.unique(test.y)) == {0, 1}
+
+
+@pytest.mark.parametrize("policy", ["all", "best"])
+def test_trials_are_scored_where_the_final_model_will_be(tmp_path, walks, policy):
+    """--final-epochs all: a trial runs its whole schedule and scores the mean of its last
+    epochs (one in ten); best: its best epoch, and early stopping may cut it short."""
+    import json
+
+    from seqeq.search import tail_epochs, trial_value
+
+    assert [tail_epochs(e) for e in (1, 4, 25, 40)] == [1, 1, 2, 4]
+    cfg = SearchConfig(epochs=20, final_epochs=policy)
+    curve = [0.5] * 10 + [0.9] + [0.6] * 6 + [0.7, 0.7, 0.8]
+    assert trial_value(curve, 0.9, cfg) == pytest.approx(0.9 if policy == "best" else 0.75)
+
+    res = _run(tmp_path, walks, "r", epochs=12, patience=1, pruner="none", final_epochs=policy)
+    trials = json.loads(open(res.report_json).read())["trials"]
+    done = [t for t in trials if t["state"] == "complete"]
+    for t in done:
+        c = t["val_curve"]
+        want = np.mean(c[-1:]) if policy == "all" else max(c)
+        assert t["val_score"] == pytest.approx(want)
+    if policy == "all":
+        assert all(t["epochs_run"] == 12 for t in done)
+    else:
+        assert any(t["epochs_run"] < 12 for t in done)  # patience 1 stopped some
