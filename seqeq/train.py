@@ -9,6 +9,7 @@ reports to Optuna's pruner. It never asks which cell it trains.
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import os
 import time
@@ -26,6 +27,10 @@ __all__ = ["TrainConfig", "TrainResult", "train_model", "predict_logits", "score
            "resolve_device", "seed_everything", "cpu_threads"]
 
 from .config import METRICS  # noqa: E402
+
+#: times one training run rolls back a blown-up epoch (non-finite loss or gradient) and halves its
+#: learning rate before it gives up and reports ``diverged``
+MAX_RECOVERIES = 3
 
 
 @dataclass(frozen=True)
@@ -203,11 +208,15 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = max(1, math.ceil(tr.n / cfg.batch_size))
     total = cfg.epochs * steps_per_epoch
-    if cfg.schedule == "cosine":
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    else:
-        sched = None
+    lr_scale = [1.0]  # halved each time training blows up and is rolled back
+
+    def lr_factor(s: int) -> float:
+        if cfg.schedule == "constant":
+            return lr_scale[0]
+        return lr_scale[0] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    recoveries = 0
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
     rotate = cfg.rotate_deg > 0 and bool(train.vectors)
@@ -220,7 +229,10 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
         model.train()
         perm = torch.randperm(tr.n, generator=gen).to(device)
         total_loss, seen = 0.0, 0
-        out_of_time = False
+        out_of_time = blew_up = False
+        # where to roll back to if this epoch blows up (a few KiB for seqeq's models)
+        snapshot = ({k: v.detach().clone() for k, v in model.state_dict().items()},
+                    copy.deepcopy(opt.state_dict()))
         for i in range(0, tr.n, cfg.batch_size):
             if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
                 out_of_time = True  # validate what we have, then stop
@@ -234,16 +246,29 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
                 loss = loss + reg()  # a cell's own penalty (e.g. TARNN's), 0 for most
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            if cfg.clip > 0:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.clip)
+            gnorm = nn.utils.clip_grad_norm_(model.parameters(),
+                                             cfg.clip if cfg.clip > 0 else math.inf)
+            lv = float(loss.detach())
+            if not (math.isfinite(lv) and math.isfinite(float(gnorm))):
+                blew_up = True  # no step with a non-finite gradient: roll back (below)
+                break
             opt.step()
-            if sched is not None:
-                sched.step()
-            total_loss += float(loss.detach()) * len(y)
+            sched.step()
+            total_loss += lv * len(y)
             seen += len(y)
         rec = {"epoch": epoch, "train_loss": total_loss / max(seen, 1)}
-        if not math.isfinite(rec["train_loss"]):
-            rec["diverged"] = True
+        if blew_up:
+            if recoveries < MAX_RECOVERIES:
+                # the weights and optimizer state of the epoch's start, at half the learning rate
+                recoveries += 1
+                lr_scale[0] *= 0.5
+                model.load_state_dict(snapshot[0])
+                opt.load_state_dict(snapshot[1])
+                rec["recovered"] = {"times": recoveries, "lr_scale": lr_scale[0]}
+            else:  # give up, keeping the last finite weights
+                model.load_state_dict(snapshot[0])
+                rec["diverged"] = True
+                rec["train_loss"] = float("nan")
         if va is not None:
             pred = predict_logits(model, va, device=device).argmax(1)
             rec["val_score"] = score(va.y.cpu().numpy(), pred, metric)
