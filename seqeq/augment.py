@@ -3,8 +3,9 @@
 A phone or wearable is never worn at quite the same angle twice, so a model that must work on new
 people sees each person's data in a slightly rotated frame. Training on randomly rotated copies
 of the 3-axis signals (accelerometer, gyroscope, magnetometer) teaches it to ignore that. Measured
-on HAR-2 (GRU, ``benchmarks/augment_har2.py``): test accuracy +2.2 points with rotations up to
-30-45 degrees, while jitter, time shifts and amplitude scaling did not help.
+on HAR-2 (``benchmarks/augment_har2.py``, 3 seeds, end of a 25-epoch schedule): GRU 93.5 -> 95.9 %
+and TARNN 92.7 -> 96.0 % with rotations up to 30 degrees (90 degrees is too much: 93.5 %), while
+amplitude scaling, jitter and time shifts did not help.
 
 Which channels form a vector, and which vectors share one device (and so one rotation), is
 described by ``SeqData.vectors``: a tuple of *bodies*, each a tuple of channel-index triplets
