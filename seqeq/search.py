@@ -113,6 +113,11 @@ def sampler_seed(cfg: SearchConfig, worker: int = 0) -> int:
     return cfg.seed + worker
 
 
+def pruner_warmup(epochs: int) -> int:
+    """Epochs before the median pruner may stop a trial: a fifth of the schedule, at least 3."""
+    return max(3, epochs // 5)
+
+
 def make_study(cfg: SearchConfig, run_dir: Path, load_if_exists: bool,
                worker: int = 0) -> optuna.Study:
     """Create or open the study: SQLite in ``run_dir`` unless ``cfg.storage`` names another."""
@@ -125,7 +130,11 @@ def make_study(cfg: SearchConfig, run_dir: Path, load_if_exists: bool,
                                           multivariate=True, group=True, constant_liar=True)
 
     if cfg.pruner == "median":
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=3)
+        # no verdict before a fifth of the schedule: a trial's first epochs say little about
+        # its end, less so under augmentation (a 40-epoch HAR-2 search at 8 KiB pruned both GRUs
+        # it tried at epoch 3, benchmarks/RESULTS.md)
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=3,
+                                             n_warmup_steps=pruner_warmup(cfg.epochs))
     elif cfg.pruner == "hyperband":
         pruner = optuna.pruners.HyperbandPruner(min_resource=2, max_resource=cfg.epochs)
     else:

@@ -198,3 +198,11 @@ def test_trials_are_scored_where_the_final_model_will_be(tmp_path, walks, policy
         assert all(t["epochs_run"] == 12 for t in done)
     else:
         assert any(t["epochs_run"] < 12 for t in done)  # patience 1 stopped some
+
+
+def test_the_median_pruner_waits_a_fifth_of_the_schedule(tmp_path):
+    from seqeq.search import make_study, pruner_warmup
+
+    assert [pruner_warmup(e) for e in (2, 15, 25, 40, 60)] == [3, 3, 5, 8, 12]
+    study = make_study(SearchConfig(epochs=40), tmp_path, load_if_exists=False)
+    assert study.pruner._n_warmup_steps == 8
