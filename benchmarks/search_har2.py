@@ -29,7 +29,7 @@ def main() -> None:
     ap.add_argument("--cells", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workers", type=int, default=1, help="local worker processes")
-    ap.add_argument("--epochs", type=int, default=25, help="maximum epochs per trial")
+    ap.add_argument("--epochs", type=int, default=40, help="maximum epochs per trial")
     ap.add_argument("--out", default="runs/bench")
     args = ap.parse_args()
     rows = []

@@ -65,7 +65,8 @@ Out = Annotated[Path | None, typer.Option(help="Run directory (default runs/<nam
 Cells = Annotated[str | None, typer.Option(help="Comma-separated cells to search, e.g. "
                                            "irnn,tinyrnn,gru (default: all).")]
 Metric = Annotated[str, typer.Option(help="accuracy | balanced_accuracy | macro_f1.")]
-Epochs = Annotated[int, typer.Option(help="Maximum epochs per trial.")]
+Epochs = Annotated[int, typer.Option(
+    help="Epochs per trial: its learning-rate schedule, which the final retrain repeats.")]
 FinalSeeds = Annotated[int, typer.Option("--final-seeds", help="Seeds for the final retrain.")]
 FinalEpochs = Annotated[str, typer.Option(
     "--final-epochs", help="all | best: trials are scored at the end of their schedule and the "
@@ -141,7 +142,7 @@ def fit(
     nan: Annotated[str, typer.Option(help="reject | fill: what to do with NaN/inf.")] = "reject",
     cells: Cells = None,
     metric: Metric = "accuracy",
-    epochs: Epochs = 25,
+    epochs: Epochs = 40,
     final_seeds: FinalSeeds = 3,
     final_epochs: FinalEpochs = "all",
     device: Device = "auto",
@@ -192,7 +193,7 @@ def bench(
     ] = None,
     cells: Cells = None,
     metric: Metric = "accuracy",
-    epochs: Epochs = 25,
+    epochs: Epochs = 40,
     final_seeds: FinalSeeds = 3,
     final_epochs: FinalEpochs = "all",
     device: Device = "auto",
