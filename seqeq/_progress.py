@@ -47,7 +47,9 @@ class SearchProgress:
                 if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
         desc = ""
         if best:
-            b = max(best, key=lambda t: t.value)
+            from .search import rank_key
+
+            b = max(best, key=rank_key)  # the trial the run will choose, ties included
             kib = b.user_attrs.get("size_bytes", 0) / 1024
             desc = f"best {self.metric} {b.value:.4f} ({b.params.get('cell')}, {kib:.1f} KiB)"
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in done)

@@ -330,8 +330,12 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     if not done:
         raise SeqeqError("the search finished no trial",
                          "Give it more time (--timeout) or trials (--trials), or check the data")
-    # best validation score; ties -> smaller model, then earlier trial
-    return max(done, key=lambda t: (t.value, -t.user_attrs["size_bytes"], -t.number))
+    return max(done, key=rank_key)
+
+
+def rank_key(t: optuna.trial.FrozenTrial) -> tuple:
+    """How completed trials rank: best validation score; ties -> smaller model, earlier trial."""
+    return (t.value, -t.user_attrs.get("size_bytes", 0), -t.number)
 
 
 def trial_records(study: optuna.Study) -> list[dict]:

@@ -206,3 +206,15 @@ def test_the_median_pruner_waits_a_fifth_of_the_schedule(tmp_path):
     assert [pruner_warmup(e) for e in (2, 15, 25, 40, 60)] == [3, 3, 5, 8, 12]
     study = make_study(SearchConfig(epochs=40), tmp_path, load_if_exists=False)
     assert study.pruner._n_warmup_steps == 8
+
+
+def test_ties_go_to_the_smaller_model_then_the_earlier_trial():
+    from types import SimpleNamespace
+
+    from seqeq.search import rank_key
+
+    def t(n, v, size):
+        return SimpleNamespace(number=n, value=v, user_attrs={"size_bytes": size})
+
+    trials = [t(0, 0.99, 3000), t(1, 0.99, 1200), t(2, 0.98, 100), t(3, 0.99, 1200)]
+    assert max(trials, key=rank_key).number == 1
