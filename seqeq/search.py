@@ -209,7 +209,6 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         res = train_model(model, ctx.train, tcfg, val=ctx.val, metric=cfg.metric,
                           on_epoch=on_epoch)
         value = trial_value(curve, res.best_val, cfg)
-        trial.set_user_attr("best_val", res.best_val)
         trial.set_user_attr("best_epoch", res.best_epoch)
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         if ctx.run_dir is not None and _beats_best(trial, value):

@@ -43,23 +43,6 @@ def _to_series(X) -> tuple[np.ndarray, np.ndarray]:
     return pad_series(series)
 
 
-def _vectors(vectors, n_channels: int) -> tuple:
-    from .errors import SeqeqError
-
-    if not vectors:
-        return ()
-    try:
-        out = tuple(tuple(tuple(int(i) for i in t) for t in body) for body in vectors)
-    except (TypeError, ValueError):
-        out = None
-    if out is None or any(len(t) != 3 or not all(0 <= i < n_channels for i in t)
-                          for body in out for t in body):
-        raise SeqeqError(f"vectors={vectors!r} is not a list of devices of (x, y, z) channel "
-                         f"index triplets below {n_channels}",
-                         "Give e.g. vectors=[[(0, 1, 2), (3, 4, 5)]]")
-    return out
-
-
 class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     """Search for the best small recurrent classifier under ``budget_kb``.
 
@@ -102,10 +85,18 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
 
             raise SeqeqError(f"X has {len(Xp)} series but y has {len(y)} labels")
         self.classes_, yi = np.unique(y, return_inverse=True)
-        data = SeqData(X=Xp, lengths=lengths, y=yi, class_names=[str(c) for c in self.classes_],
-                       channel_names=[f"ch{i}" for i in range(Xp.shape[2])],
-                       groups=None if groups is None else np.asarray(groups), name="array",
-                       vectors=_vectors(self.vectors, Xp.shape[2]))
+        try:  # SeqData checks the triplets
+            data = SeqData(X=Xp, lengths=lengths, y=yi,
+                           class_names=[str(c) for c in self.classes_],
+                           channel_names=[f"ch{i}" for i in range(Xp.shape[2])],
+                           groups=None if groups is None else np.asarray(groups), name="array",
+                           vectors=self.vectors or ())
+        except (TypeError, ValueError):
+            from .errors import SeqeqError
+
+            raise SeqeqError(f"vectors={self.vectors!r} is not a list of devices of (x, y, z) "
+                             f"channel index triplets below {Xp.shape[2]}",
+                             "Give e.g. vectors=[[(0, 1, 2), (3, 4, 5)]]") from None
         cfg = SearchConfig(budget_kb=self.budget_kb, trials=self.trials, timeout=self.timeout,
                            seed=self.seed, metric=self.metric, epochs=self.epochs,
                            final_seeds=self.final_seeds, device=self.device,

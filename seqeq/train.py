@@ -199,6 +199,11 @@ def cpu_threads(device: str) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached copy of the model's weights and buffers (to roll back to, or keep the best)."""
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
     seed_everything(cfg.seed)
     device = cfg.device
@@ -231,8 +236,7 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
         total_loss, seen = 0.0, 0
         out_of_time = blew_up = False
         # where to roll back to if this epoch blows up (a few KiB for seqeq's models)
-        snapshot = ({k: v.detach().clone() for k, v in model.state_dict().items()},
-                    copy.deepcopy(opt.state_dict()))
+        snapshot = (_state_copy(model), copy.deepcopy(opt.state_dict()))
         for i in range(0, tr.n, cfg.batch_size):
             if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
                 out_of_time = True  # validate what we have, then stop
@@ -277,7 +281,7 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
             # a strict improvement resets the patience counter
             if improved or rec["val_score"] == res.best_val:
                 res.best_val, res.best_epoch = rec["val_score"], epoch
-                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                best_state = _state_copy(model)
             since_best = 0 if improved else since_best + 1
         rec["seconds"] = time.perf_counter() - t0
         res.history.append(rec)

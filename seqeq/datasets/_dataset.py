@@ -44,10 +44,11 @@ class SeqData:
         self.channel_names = [str(c) for c in self.channel_names]
         self.vectors = tuple(tuple(tuple(int(i) for i in t) for t in body)
                              for body in self.vectors)
-        bad = [i for body in self.vectors for t in body for i in t
-               if len(t) != 3 or not 0 <= i < self.X.shape[2]]
-        if bad or any(len(t) != 3 for body in self.vectors for t in body):
-            raise ValueError(f"vectors must be (x, y, z) channel triplets, got {self.vectors}")
+        C = self.X.shape[2]
+        if any(len(t) != 3 or not all(0 <= i < C for i in t)
+               for body in self.vectors for t in body):
+            raise ValueError(f"vectors must be (x, y, z) channel triplets below {C}, got "
+                             f"{self.vectors}")
 
     # ---- shape facts ---------------------------------------------------------------------
     @property
