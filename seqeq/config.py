@@ -76,7 +76,7 @@ class SearchConfig:
     metric: str = "accuracy"
     #: epochs per trial: the length of its cosine schedule, which the final retrain repeats
     #: (pruning stops bad trials sooner). 40: on HAR-2 with rotation augmentation, 40 epochs beat 25
-    #: by 0.5-1.3 points for GRU and TARNN (benchmarks/RESULTS.md)
+    #: by 0.5-0.6 points for GRU and TARNN (benchmarks/RESULTS.md, "Rotation augmentation")
     epochs: int = 40
     patience: int = 6
     pruner: str = "median"
