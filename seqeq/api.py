@@ -44,6 +44,10 @@ class RunResult:
     seconds: float
     #: None (fp32) or "int8": the precision ``size_bytes`` is counted at (what was budgeted)
     quantize: str | None = None
+    #: the exported model's own test score (an ensemble's, or the chosen seed's); None untested
+    test_score: float | None = None
+    #: models averaged into the exported one (1: a single model)
+    ensemble: int = 1
     extra: dict = field(default_factory=dict)
 
     @property
@@ -284,7 +288,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     from ._io import atomic_write_json
     from ._progress import SearchProgress, console
     from .datasets import concat
-    from .models import build_model, save_model, spec_size_bytes
+    from .models import build_model, combine_models, save_model, spec_size_bytes
     from .report import write_report
     from .search import (
         SearchContext,
@@ -352,7 +356,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     full = concat(train, val)
     mean, std = full.channel_stats()
     finals = []
-    for k in range(cfg.final_seeds):
+    for k in range(max(cfg.final_seeds, cfg.ensemble)):
         seed = cfg.seed + 1000 + k
         model = build_model(spec, seed=seed)
         model.set_normalisation(mean, std)
@@ -364,12 +368,25 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
             pred = predict_logits(model, test).argmax(1)
             rec.update(test_score=score(test.y, pred, cfg.metric), test_pred=pred)
         finals.append(rec)
-    chosen = max(finals, key=lambda f: f["val_score"])
-    model = chosen["model"].cpu()
     test_scores = [f["test_score"] for f in finals if "test_score" in f]
+    ensemble = None
+    if cfg.ensemble > 1:  # the first N final models, averaged into one exported model
+        members = finals[: cfg.ensemble]
+        model, spec = combine_models([f["model"].cpu() for f in members], spec)
+        chosen = {"seed": None, "model": model, "history": members[0]["history"]}
+        if test is not None:
+            chosen["test_pred"] = predict_logits(model, test).argmax(1)
+            chosen["test_score"] = score(test.y, chosen["test_pred"], cfg.metric)
+        ensemble = {"members": cfg.ensemble, "seeds": [f["seed"] for f in members],
+                    "member_test_scores": [f["test_score"] for f in members
+                                           if "test_score" in f]}
+    else:
+        chosen = max(finals, key=lambda f: f["val_score"])
+    model = chosen["model"].cpu()
 
     extra = {"class_names": train.class_names, "channel_names": train.channel_names,
-             "metric": cfg.metric, "seed": chosen["seed"]}
+             "metric": cfg.metric, "seed": chosen["seed"],
+             **({"member_seeds": ensemble["seeds"]} if ensemble else {})}
     save_model(model, spec, out / "model", extra=extra)
     onnx_info = export_model(out / "model", out / "best.onnx", quantize=cfg.quantize)
 
@@ -398,6 +415,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
             "chosen_seed": chosen["seed"],
             "chosen_test_score": chosen.get("test_score"),
             "chosen_test_score_int8": test_int8,
+            "ensemble": ensemble,
             "confusion_matrix": (
                 {"class_names": test.class_names,
                  "counts": _confusion(test.y, chosen["test_pred"], test.n_classes)}
@@ -414,6 +432,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         val_score=float(best.value), metric=cfg.metric,
         test_mean=report["final"]["test_mean"], test_std=report["final"]["test_std"],
         test_scores=test_scores, onnx_path=str(out / "best.onnx"),
+        test_score=report["final"]["chosen_test_score"], ensemble=cfg.ensemble,
         report_json=str(paths["json"]), report_html=str(paths["html"]),
         model_dir=str(out / "model"), n_trials=n_finished,
         n_pruned=report["search"]["n_pruned"], seconds=time.perf_counter() - t_start,
@@ -452,6 +471,7 @@ def _report_base(study, cfg: SearchConfig, out: Path, device: str, cells, t_star
                    "metric": cfg.metric, "trials_requested": cfg.trials,
                    "timeout": cfg.timeout, "epochs": cfg.epochs,
                    "final_epochs": cfg.final_epochs, "pruner": cfg.pruner,
+                   "ensemble": cfg.ensemble,
                    "seed": cfg.seed, "workers": cfg.workers, "cells": cells,
                    "n_trials": len(trials),
                    "n_finished": sum(t["state"] in ("complete", "pruned") for t in trials),

@@ -68,6 +68,9 @@ Metric = Annotated[str, typer.Option(help="accuracy | balanced_accuracy | macro_
 Epochs = Annotated[int, typer.Option(
     help="Epochs per trial: its learning-rate schedule, which the final retrain repeats.")]
 FinalSeeds = Annotated[int, typer.Option("--final-seeds", help="Seeds for the final retrain.")]
+Ensemble = Annotated[int, typer.Option(
+    help="Export the average of this many final models as one ONNX model; the budget covers "
+         "them all (each searched model gets budget / N).")]
 FinalEpochs = Annotated[str, typer.Option(
     "--final-epochs", help="all | best: trials are scored at the end of their schedule and the "
     "final retrain runs it whole (all), or trials are scored at their best validation epoch, "
@@ -105,15 +108,21 @@ def _print_result(res, as_json: bool) -> None:
 
     spec = res.best_spec
     t = Table(title="seqeq result", show_header=False)
-    t.add_row("model", f"{spec['cell']}  D={spec['hidden_size']}  {spec['cell_kwargs']}")
+    members = spec.get("members", 1)
+    t.add_row("model", f"{spec['cell']}  D={spec['hidden_size']}  {spec['cell_kwargs']}"
+              + (f"  x {members} (ensemble: mean of their logits)" if members > 1 else ""))
     prec = "int8 weights + scales" if res.quantize == "int8" else "fp32 parameters"
     t.add_row("size", f"{res.size_kib:.2f} KiB ({prec}, incl. head)")
     t.add_row(f"validation {res.metric}", f"{res.val_score:.4f}")
     if res.test_mean is None:
         t.add_row(f"test {res.metric}", "not evaluated (interrupted, or no test set)")
     else:
-        t.add_row(f"test {res.metric}",
-                  f"{res.test_mean:.4f} ± {res.test_std:.4f} over {len(res.test_scores)} seeds")
+        single = f"{res.test_mean:.4f} ± {res.test_std:.4f} over {len(res.test_scores)} seeds"
+        if res.ensemble > 1:
+            t.add_row(f"test {res.metric}", f"{res.test_score:.4f} (the ensemble; single "
+                      f"models {single})")
+        else:
+            t.add_row(f"test {res.metric}", single)
     t.add_row("trials", f"{res.n_trials} finished, {res.n_pruned} pruned")
     t.add_row("time", f"{res.seconds:.0f} s")
     t.add_row("ONNX", res.onnx_path)
@@ -144,6 +153,7 @@ def fit(
     metric: Metric = "accuracy",
     epochs: Epochs = 40,
     final_seeds: FinalSeeds = 3,
+    ensemble: Ensemble = 1,
     final_epochs: FinalEpochs = "all",
     device: Device = "auto",
     storage: Storage = None,
@@ -171,6 +181,7 @@ def fit(
                       label_col=label_col, group_col=group_col, nan=nan,
                       quiet=quiet or as_json,
                       cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
+                      ensemble=ensemble,
                       final_epochs=final_epochs,
                       device=device, storage=storage, study_name=study_name, workers=workers,
                       resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,
@@ -195,6 +206,7 @@ def bench(
     metric: Metric = "accuracy",
     epochs: Epochs = 40,
     final_seeds: FinalSeeds = 3,
+    ensemble: Ensemble = 1,
     final_epochs: FinalEpochs = "all",
     device: Device = "auto",
     storage: Storage = None,
@@ -220,6 +232,7 @@ def bench(
         res = api.bench(name, budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
                         out=out, data_dir=data_dir, quiet=quiet or as_json,
                         cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
+                        ensemble=ensemble,
                         final_epochs=final_epochs,
                         device=device, storage=storage, study_name=study_name, workers=workers,
                         resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,

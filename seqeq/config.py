@@ -81,6 +81,9 @@ class SearchConfig:
     patience: int = 6
     pruner: str = "median"
     final_seeds: int = 3
+    #: export the mean of this many final models (one ONNX graph): the budget covers them all,
+    #: so each trial's model gets budget / ensemble (1: a single model)
+    ensemble: int = 1
     #: "all": trials are scored at the end of their schedule (``search.trial_value``) and the
     #: final retrain runs the best trial's whole learning-rate schedule (``epochs``); "best":
     #: trials are scored at their best epoch, stop early after ``patience`` epochs without a
@@ -119,6 +122,11 @@ class SearchConfig:
         if self.final_seeds < 1:
             raise SeqeqError(f"--final-seeds must be at least 1, got {self.final_seeds}",
                              "Give e.g. --final-seeds 3")
+        from .cells._ensemble import MAX_MEMBERS
+
+        if not 1 <= self.ensemble <= MAX_MEMBERS:
+            raise SeqeqError(f"--ensemble must be 1..{MAX_MEMBERS}, got {self.ensemble}",
+                             "Give the number of models to average, e.g. --ensemble 3, or 1")
         if self.final_epochs not in FINAL_EPOCHS:
             raise SeqeqError(f"unknown --final-epochs {self.final_epochs!r}",
                              f"Use one of: {', '.join(FINAL_EPOCHS)}")
@@ -139,6 +147,12 @@ class SearchConfig:
     @property
     def budget_bytes(self) -> int:
         return int(self.budget_kb * 1024)
+
+    @property
+    def member_budget_bytes(self) -> int:
+        """What one searched model may use: an ensemble of N such models fits ``budget_bytes``
+        (it costs at most N times one member; its members share one head bias)."""
+        return self.budget_bytes // self.ensemble
 
     @property
     def bytes_per_param(self) -> int:

@@ -5,8 +5,10 @@ statistics (from training data) are buffers of the model, so they travel with th
 the ONNX graph. The head reads each series' state at its own last real step.
 
 A model is described by a :class:`ModelSpec` (JSON-serialisable); its size in bytes is known from
-the spec alone (:func:`spec_size_bytes`). Models are saved as ``model.safetensors`` +
-``model.json`` and loaded without unpickling anything.
+the spec alone (:func:`spec_size_bytes`). A spec with ``members > 1`` is an ensemble: N models of
+that configuration averaging their logits, built as one model whose cell runs the N member cells
+side by side (:class:`~seqeq.cells._ensemble.Ensemble`, :func:`combine_models`). Models are
+saved as ``model.safetensors`` + ``model.json`` and loaded without unpickling anything.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ __all__ = [
     "ModelSpec",
     "SequenceClassifier",
     "build_model",
+    "combine_models",
     "spec_param_count",
     "spec_size_bytes",
     "save_model",
@@ -44,6 +47,8 @@ class ModelSpec:
     hidden_size: int
     num_classes: int
     cell_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: models of this configuration averaged (1: a single model)
+    members: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,16 +61,18 @@ class ModelSpec:
             hidden_size=int(d["hidden_size"]),
             num_classes=int(d["num_classes"]),
             cell_kwargs=dict(d.get("cell_kwargs", {})),
+            members=int(d.get("members", 1)),
         )
 
 
 def spec_param_count(spec: ModelSpec) -> int:
-    """Exact learnable scalars of the whole model (cell + linear head), before building it."""
+    """Exact learnable scalars of the whole model (cell + linear head), before building it. An
+    ensemble's members share one head bias (their N heads are one linear layer)."""
     cls = get_cell_class(spec.cell)
     kw = {k: v for k, v in spec.cell_kwargs.items() if v is not None}
     cell = cls.count_params(spec.input_size, spec.hidden_size, **kw)
     r = cls.readout_size_for(spec.hidden_size, **kw)
-    return cell + r * spec.num_classes + spec.num_classes
+    return spec.members * (cell + r * spec.num_classes) + spec.num_classes
 
 
 def spec_size_bytes(spec: ModelSpec, bytes_per_param: int = 4) -> int:
@@ -121,11 +128,40 @@ def build_model(spec: ModelSpec, seed: int | None = None) -> SequenceClassifier:
     from its own (the same weights whatever ran before in the process; the global generator is
     left untouched)."""
     if seed is None:
-        cell = create_cell(spec.cell, spec.input_size, spec.hidden_size, **spec.cell_kwargs)
+        if spec.members > 1:
+            from .cells._ensemble import Ensemble
+
+            cell = Ensemble(spec.input_size, spec.hidden_size, member=spec.cell,
+                            members=spec.members, **spec.cell_kwargs)
+        else:
+            cell = create_cell(spec.cell, spec.input_size, spec.hidden_size, **spec.cell_kwargs)
         return SequenceClassifier(cell, spec.num_classes)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(spec)
+
+
+def combine_models(models: list[SequenceClassifier], spec: ModelSpec
+                   ) -> tuple[SequenceClassifier, ModelSpec]:
+    """N trained models of one single-model ``spec`` (same normalisation) as one ensemble model
+    whose logits are the mean of theirs; returns it with its spec (``members=N``)."""
+    import dataclasses
+
+    if spec.members != 1 or len(models) < 2:
+        raise ValueError("combine_models takes two or more single models of one spec")
+    for m in models[1:]:
+        if not (torch.equal(m.mean, models[0].mean) and torch.equal(m.std, models[0].std)):
+            raise ValueError("ensemble members must share their input normalisation")
+    espec = dataclasses.replace(spec, members=len(models))
+    ens = build_model(espec, seed=0).to(models[0].mean.device)
+    with torch.no_grad():
+        for cell, m in zip(ens.cell.cells, models, strict=True):
+            cell.load_state_dict(m.cell.state_dict())
+        ens.head.weight.copy_(torch.cat([m.head.weight for m in models], dim=1) / len(models))
+        ens.head.bias.copy_(torch.stack([m.head.bias for m in models]).mean(0))
+        ens.mean.copy_(models[0].mean)
+        ens.std.copy_(models[0].std)
+    return ens.eval(), espec
 
 
 def save_model(model: SequenceClassifier, spec: ModelSpec, path: str | Path,
@@ -170,6 +206,10 @@ def load_model(path: str | Path) -> tuple[SequenceClassifier, ModelSpec, dict[st
         spec = ModelSpec.from_dict(meta["spec"])
         if min(spec.input_size, spec.hidden_size, spec.num_classes) < 1:
             raise ValueError(f"non-positive sizes in {spec}")
+        from .cells._ensemble import MAX_MEMBERS
+
+        if not 1 <= spec.members <= MAX_MEMBERS:
+            raise ValueError(f"members={spec.members} is outside 1..{MAX_MEMBERS}")
         for key in ("K", "L"):  # free in parameters, not in compute: bound them explicitly
             v = spec.cell_kwargs.get(key)
             if v is not None and not (isinstance(v, int) and 1 <= v <= MAX_STEPS):

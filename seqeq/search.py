@@ -63,13 +63,16 @@ def candidate_cells(cfg: SearchConfig, d: int, C: int) -> list[str]:
     if unknown:
         raise SeqeqError(f"unknown cell(s) in --cells: {', '.join(unknown)}",
                          f"Choose from: {', '.join(known)}")
-    ok = feasible_cells(cells, d, C, cfg.budget_bytes, cfg.bytes_per_param)
+    ok = feasible_cells(cells, d, C, cfg.member_budget_bytes, cfg.bytes_per_param)
     if not ok:
         size, cell = smallest_size(cells, d, C, cfg.bytes_per_param)
+        n = cfg.ensemble
+        what = f"an ensemble of {n} models" if n > 1 else "the smallest feasible model"
         raise SeqeqError(
-            f"no model fits --budget-kb {cfg.budget_kb:g}: the smallest feasible model "
-            f"({cell}) needs {size / 1024:.2f} KiB for {d} channels and {C} classes",
-            f"Raise --budget-kb to at least {math.ceil(size / 1024 * 100) / 100:g}")
+            f"no model fits --budget-kb {cfg.budget_kb:g}: {what} ({cell}) needs "
+            f"{n * size / 1024:.2f} KiB for {d} channels and {C} classes",
+            f"Raise --budget-kb to at least {math.ceil(n * size / 1024 * 100) / 100:g}"
+            + (" or lower --ensemble" if n > 1 else ""))
     return ok
 
 
@@ -175,7 +178,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
 
     def objective(trial: optuna.Trial) -> float:
         cell = trial.suggest_categorical("cell", ctx.cells)
-        spec = suggest_spec(trial, cell, d, C, cfg.budget_bytes, cfg.bytes_per_param)
+        spec = suggest_spec(trial, cell, d, C, cfg.member_budget_bytes, cfg.bytes_per_param)
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
         batch_size = trial.suggest_categorical("batch_size", list(BATCH_SIZES))
         rotate = _suggest_rotate(trial, cfg, ctx.train)

@@ -474,7 +474,7 @@ def count_nodes(graph: onnx.GraphProto) -> int:
 # ---------------------------------------------------------------------------------------------
 def _check_inputs(model, spec, class_names, channel_names, quantize, opset):
     cell = model.cell
-    if not getattr(type(cell), "onnx_exportable", True):
+    if not getattr(cell, "onnx_exportable", True):
         raise SeqeqError(f"the {spec.cell!r} cell cannot be exported to ONNX",
                          "Choose another cell, or keep the PyTorch model")
     if quantize not in (None, "int8"):

@@ -279,7 +279,10 @@ def _search(r: dict) -> str:
     unit = "int8" if s.get("bytes_per_param") == 1 else "fp32"
     kv = _kv([
         ("budget", f"{_e(format(s.get('budget_kb', 0), 'g'))} KiB "
-                   f"({_e(s.get('budget_bytes'))} bytes of {unit} parameters)"),
+                   f"({_e(s.get('budget_bytes'))} bytes of {unit} parameters)"
+                   + (f" for an ensemble of {_e(s['ensemble'])} models: each searched model "
+                      f"got a {_e(s['ensemble'])}th of it" if (s.get("ensemble") or 1) > 1
+                      else "")),
         ("metric", _e(s.get("metric"))),
         ("cells searched", _e(", ".join(s.get("cells") or []))),
         ("trials", f"{_e(s.get('n_trials'))} run ({_e(s.get('trials_requested'))} requested): "
@@ -302,7 +305,9 @@ def _model(r: dict) -> str:
     spec, tr = b.get("spec") or {}, b.get("train") or {}
     rot = float(tr.get("rotate_deg") or 0)
     kv = _kv([
-        ("cell", f"<b>{_e(spec.get('cell'))}</b> (trial #{_e(b.get('trial'))})"),
+        ("cell", f"<b>{_e(spec.get('cell'))}</b> (trial #{_e(b.get('trial'))})"
+                 + (f", an ensemble of {_e(spec['members'])} such models averaging their "
+                    "logits" if (spec.get("members") or 1) > 1 else "")),
         ("hidden size D", _e(spec.get("hidden_size"))),
         ("cell hyperparameters", _e(_hp(spec)) or None),
         ("training", f"lr {_score(tr.get('lr'), 5)}, batch size {_e(tr.get('batch_size'))}, "
@@ -340,9 +345,11 @@ def _final(r: dict) -> str:
     f, s = r.get("final") or {}, r.get("search") or {}
     seeds, vals, tests = f.get("seeds") or [], f.get("val_scores") or [], f.get("test_scores") or []
     has_test = bool(tests)
+    ens = f.get("ensemble") or {}
+    chosen = set(ens.get("seeds") or []) or {f.get("chosen_seed")}
     rows = []
     for i, seed in enumerate(seeds):
-        cls = ' class="chosen"' if seed == f.get("chosen_seed") else ""
+        cls = ' class="chosen"' if seed in chosen else ""
         mark = " ★" if cls else ""
         rows.append(f"<tr{cls}><td>{_e(seed)}{mark}</td>"
                     f'<td class="num">{_score(vals[i] if i < len(vals) else None)}</td>'
@@ -351,15 +358,23 @@ def _final(r: dict) -> str:
     metric = _e(s.get("metric"))
     head = (f"<tr><th>seed</th><th>{metric} on validation data</th>"
             + (f"<th>test {metric}</th>" if has_test else "") + "</tr>")
+    if ens:
+        exported = (f"the exported ensemble of seeds {_e(', '.join(map(str, ens['seeds'])))} "
+                    f"(★): <b>{_score(f.get('chosen_test_score'))}</b>")
+        how = (f"the first {_e(ens['members'])} (★) are averaged into the exported model, "
+               "one ONNX graph")
+    else:
+        exported = (f"chosen seed {_e(f.get('chosen_seed'))}: "
+                    f"{_score(f.get('chosen_test_score'))}")
+        how = ("the seed with the best score on the validation data (seen in this retraining, "
+               "so optimistic) is the exported model (★)")
     summary = (f"<p>Test {metric}: <b>{_score(f.get('test_mean'))} ± "
-               f"{_score(f.get('test_std'))}</b> (mean ± standard deviation over "
-               f"{len(tests)} seed(s)); chosen seed {_e(f.get('chosen_seed'))}: "
-               f"{_score(f.get('chosen_test_score'))}.</p>" if has_test else
+               f"{_score(f.get('test_std'))}</b> (single models, mean ± standard deviation over "
+               f"{len(tests)} seed(s)); {exported}.</p>" if has_test else
                '<p class="note">No test set: no test scores and no confusion matrix.</p>')
     return (f'<section id="final"><h2>Final models</h2><p class="cap">The chosen configuration '
-            f"retrained on training + validation data with {len(seeds)} seed(s); the seed with "
-            "the best score on the validation data (seen in this retraining, so optimistic) is "
-            f"the exported model (★).</p>{summary}"
+            f"retrained on training + validation data with {len(seeds)} seed(s); {how}.</p>"
+            f"{summary}"
             f'<table class="grid"><thead>{head}</thead><tbody>{"".join(rows)}</tbody></table>'
             "</section>")
 

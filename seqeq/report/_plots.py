@@ -241,7 +241,9 @@ def _learning(fig, report: dict):
     else:
         ax_loss.text(0.5, 0.5, "no training record", ha="center", va="center",
                      transform=ax_loss.transAxes, color="0.4")
-    ax_loss.set_title(f"final model (seed {final.get('chosen_seed')})", fontsize=9)
+    ens = final.get("ensemble") or {}
+    ax_loss.set_title(f"final model (seed {final.get('chosen_seed')})" if not ens else
+                      f"first ensemble member (seed {ens['seeds'][0]})", fontsize=9)
     ax_loss.set_ylabel("train loss (cross-entropy)")
     if val_pts:
         xs, ys = zip(*val_pts, strict=True)
