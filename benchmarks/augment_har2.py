@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -71,7 +72,7 @@ def _rotation(kind: str) -> float:
 
 
 def run_one(job):
-    kind, cell, seed, epochs = job
+    kind, cell, seed, epochs, save, lr, wd = job
     torch.set_num_threads(1)
     name, D, hp = CELLS[cell.split(":")[0]]
     D = int(cell.split(":")[1]) if ":" in cell else D  # "tarnn:30": another hidden size
@@ -84,16 +85,21 @@ def run_one(job):
         return (extra(x) if self.n == train.n_series else x), L, y
 
     T._Tensors.batch = batch
-    vals, tests = [], []
+    vals, tests, logits = [], [], [None]
     t0 = time.perf_counter()
     try:
-        res = train_model(
-            model, train, TrainConfig(lr=1e-2, batch_size=128, epochs=epochs, patience=0,
-                                      seed=seed, rotate_deg=_rotation(kind)), val=val,
-            on_epoch=lambda e, r: (vals.append(r["val_score"]), tests.append(
-                score(test.y, predict_logits(model, test).argmax(1)))))
+        cfg = TrainConfig(lr=lr, batch_size=128, epochs=epochs, patience=0, weight_decay=wd,
+                          seed=seed, rotate_deg=_rotation(kind))
+
+        def on_epoch(e, r):
+            vals.append(r["val_score"])
+            logits[0] = predict_logits(model, test)
+            tests.append(score(test.y, logits[0].argmax(1)))
+        res = train_model(model, train, cfg, val=val, on_epoch=on_epoch)
     finally:
         T._Tensors.batch = real
+    if save:  # the last epoch's test logits, to measure ensembles of the seeds afterwards
+        np.save(f"{save}/{kind}-{cell.replace(':', '')}-s{seed}.npy", logits[0])
     b = res.best_epoch - 1
     row = (kind, cell, seed, tests[b], tests[-1], vals[-1])
     print(f"{kind:16s} {cell:6s} seed {seed}: val-best epoch {b + 1} test {tests[b]:.4f}; last "
@@ -109,12 +115,20 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--epochs", type=int, default=25)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=1e-2)
+    ap.add_argument("--weight-decay", type=float, default=0.0)
+    ap.add_argument("--save-logits", metavar="DIR", default="",
+                    help="write each run's last-epoch test logits to DIR (for ensemble analysis)")
     args = ap.parse_args()
     augs, cells = args.augs.split(","), args.cells.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
-    rows = run_jobs(run_one, [(a, c, s, args.epochs) for a in augs for c in cells for s in seeds],
-                    args.jobs)
-    print(f"\nHAR-2, {args.epochs} epochs, cosine schedule, Adam lr 1e-2, batch 128, seeds "
+    if args.save_logits:
+        Path(args.save_logits).mkdir(parents=True, exist_ok=True)
+    jobs = [(a, c, s, args.epochs, args.save_logits, args.lr, args.weight_decay)
+            for a in augs for c in cells for s in seeds]
+    rows = run_jobs(run_one, jobs, args.jobs)
+    print(f"\nHAR-2, {args.epochs} epochs, cosine schedule, Adam lr {args.lr:g}, weight decay "
+          f"{args.weight_decay:g}, batch 128, seeds "
           f"{args.seeds} (mean ± std)\n")
     print("| augmentation | cell | test at val-best epoch | test at last epoch | "
           "val at last epoch |")
