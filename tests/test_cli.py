@@ -129,10 +129,11 @@ def test_sklearn_estimator_on_unequal_length_lists(tmp_path, walks):
     X = [data.X[i, : data.lengths[i]] for i in range(data.n_series)]
     y = np.array(data.class_names)[data.y]
     clf = SeqeqClassifier(budget_kb=2, trials=2, epochs=3, cells="gru", device="cpu",
-                          out=str(tmp_path / "sk"))
+                          out=str(tmp_path / "sk"), ensemble=2)
     assert clone(clf).get_params() == clf.get_params()
     assert not hasattr(clf, "model_")  # nothing happens in __init__
     clf.fit(X, y)
+    assert clf.result_.ensemble == 2 and len(clf.model_.cell.cells) == 2
     pred = clf.predict(X)
     assert set(pred) <= set(y)
     proba = clf.predict_proba(X)

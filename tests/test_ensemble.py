@@ -147,3 +147,10 @@ def test_a_search_exports_and_reports_the_ensemble(tmp_path, walks):
     assert score(test.y, probs.argmax(1)) == pytest.approx(res.test_score)
     _, spec, meta = load_model(res.model_dir)
     assert spec.members == 2 and meta["member_seeds"] == [1000, 1001]
+    html = open(res.report_html).read()
+    assert "ensemble of 2" in html and "single models" in html
+    jsonschema = pytest.importorskip("jsonschema")
+    from seqeq.report import SCHEMA_PATH
+
+    jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text()),
+                        cls=jsonschema.Draft202012Validator)

@@ -198,7 +198,12 @@ def _summary(r: dict) -> str:
     ex = r.get("export") or {}
     spec = b.get("spec") or {}
     metric = _e(s.get("metric", "score"))
-    if is_num(f.get("test_mean")):
+    ens = f.get("ensemble") or {}
+    if ens and is_num(f.get("chosen_test_score")):
+        test = _card(f"test {metric}", f"{f['chosen_test_score']:.4f}",
+                     f"ensemble of {_e(ens['members'])}; single models "
+                     f"{_score(f.get('test_mean'))} ± {_score(f.get('test_std'))}")
+    elif is_num(f.get("test_mean")):
         test = _card(f"test {metric}", f"{f['test_mean']:.4f} ± {_score(f.get('test_std'))}",
                      f"mean ± std over {len(f.get('test_scores') or [])} final seed(s)")
     elif r.get("interrupted") and r.get("final") is None:
@@ -209,7 +214,8 @@ def _summary(r: dict) -> str:
         test,
         _card(f"validation {metric}", _score(b.get("val_score")),
               f"best trial #{_e(b.get('trial'))} in the search"),
-        _card("chosen model", f"{_e(spec.get('cell'))} · D={_e(spec.get('hidden_size'))}",
+        _card("chosen model", f"{_e(spec.get('cell'))} · D={_e(spec.get('hidden_size'))}"
+              + (f" × {_e(spec['members'])}" if (spec.get("members") or 1) > 1 else ""),
               _e(_hp(spec)) or "&nbsp;"),
         _card("size", _kib(b.get("size_bytes")),
               f"fp32; int8 {_kib(b.get('size_bytes_int8'))}; budget "
