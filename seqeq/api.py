@@ -156,6 +156,8 @@ def _check_run_dir(out: Path, cfg: SearchConfig) -> None:
                          "or choose another --out")
     if cfg.resume and not has_run and cfg.storage is None:
         raise SeqeqError(f"nothing to resume in {out}", "Drop --resume to start a new run")
+    if cfg.resume and has_run:
+        _check_resume_matches(out, cfg)
     if out.is_dir() and not has_run and not cfg.overwrite:
         foreign = sorted(p.name for p in out.iterdir() if not _is_tmp(p))
         if foreign:
@@ -163,6 +165,33 @@ def _check_run_dir(out: Path, cfg: SearchConfig) -> None:
                              f"{len(foreign)} entries, e.g. {foreign[0]!r})",
                              "Choose a new or empty directory, or pass --overwrite to write "
                              "into it")
+
+
+#: what a study's trials were sized and scored under: a resumed run must keep them (the number of
+#: trials, the timeout, the workers may change)
+_RESUME_FIXED = {"budget_kb": "--budget-kb", "quantize": "--quantize", "ensemble": "--ensemble",
+                 "metric": "--metric", "epochs": "--epochs", "final_epochs": "--final-epochs"}
+
+
+def _check_resume_matches(out: Path, cfg: SearchConfig) -> None:
+    """--resume with settings that would make the finished trials incomparable (a smaller budget
+    would let an over-budget trial win) is refused, naming the setting the run used."""
+    import json
+
+    try:
+        before = json.loads((out / "run.json").read_text(encoding="utf-8"))["search"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # no readable record (a run killed before writing it): nothing to compare
+    defaults = {"ensemble": 1}  # settings that runs of older versions did not record
+    for key, flag in _RESUME_FIXED.items():
+        was, now = before.get(key, defaults.get(key, getattr(cfg, key))), getattr(cfg, key)
+        if was != now:
+            def show(v):
+                return "none" if v is None else f"{v:g}" if isinstance(v, float) else v
+            shown = show(was)
+            raise SeqeqError(f"--resume with {flag} {show(now)} but the run in {out} used "
+                             f"{shown}",
+                             f"Resume with {flag} {shown}, or start a new run with another --out")
 
 
 def _is_tmp(p: Path) -> bool:
