@@ -186,12 +186,15 @@ def _check_resume_matches(out: Path, cfg: SearchConfig) -> None:
     for key, flag in _RESUME_FIXED.items():
         was, now = before.get(key, defaults.get(key, getattr(cfg, key))), getattr(cfg, key)
         if was != now:
-            def show(v):
-                return "none" if v is None else f"{v:g}" if isinstance(v, float) else v
-            shown = show(was)
-            raise SeqeqError(f"--resume with {flag} {show(now)} but the run in {out} used "
-                             f"{shown}",
+            shown = _flag_value(was)
+            raise SeqeqError(f"--resume with {flag} {_flag_value(now)} but the run in {out} "
+                             f"used {shown}",
                              f"Resume with {flag} {shown}, or start a new run with another --out")
+
+
+def _flag_value(v) -> str:
+    """A setting as a user would type it on the command line."""
+    return "none" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _is_tmp(p: Path) -> bool:
