@@ -19,8 +19,9 @@ FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
 class SearchProgress:
     """Context manager; pass :meth:`callback` to ``study.optimize``."""
 
-    def __init__(self, total: int, metric: str, quiet: bool = False):
+    def __init__(self, total: int, metric: str, quiet: bool = False, ensemble: int = 1):
         self.total, self.metric, self.quiet = total, metric, quiet
+        self.per = f" per model, x {ensemble}" if ensemble > 1 else ""  # trials size one member
         self.progress = None
         self.t0 = time.perf_counter()
 
@@ -51,7 +52,8 @@ class SearchProgress:
 
             b = max(best, key=rank_key)  # the trial the run will choose, ties included
             kib = b.user_attrs.get("size_bytes", 0) / 1024
-            desc = f"best {self.metric} {b.value:.4f} ({b.params.get('cell')}, {kib:.1f} KiB)"
+            desc = (f"best {self.metric} {b.value:.4f} ({b.params.get('cell')}, {kib:.1f} KiB"
+                    f"{self.per})")
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in done)
         if pruned:
             desc += f"  [dim]{pruned} pruned[/dim]"

@@ -361,7 +361,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
             console.print(f"resuming: {n} interrupted trial(s) marked failed and re-queued")
     ctx = SearchContext(train=train, val=val, cfg=cfg, device=device, cells=cells, run_dir=out)
     interrupted = False
-    with SearchProgress(cfg.trials, cfg.metric, quiet=quiet) as prog:
+    with SearchProgress(cfg.trials, cfg.metric, quiet=quiet, ensemble=cfg.ensemble) as prog:
         prog.start(study)
         try:
             run_workers(ctx, study, out, callbacks=[prog.callback])
