@@ -287,7 +287,7 @@ def _search(r: dict) -> str:
         ("budget", f"{_e(format(s.get('budget_kb', 0), 'g'))} KiB "
                    f"({_e(s.get('budget_bytes'))} bytes of {unit} parameters)"
                    + (f" for an ensemble of {_e(s['ensemble'])} models: each searched model "
-                      f"got a {_e(s['ensemble'])}th of it" if (s.get("ensemble") or 1) > 1
+                      f"got 1/{_e(s['ensemble'])} of it" if (s.get("ensemble") or 1) > 1
                       else "")),
         ("metric", _e(s.get("metric"))),
         ("cells searched", _e(", ".join(s.get("cells") or []))),
