@@ -409,9 +409,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         if test is not None:
             chosen["test_pred"] = predict_logits(model, test).argmax(1)
             chosen["test_score"] = score(test.y, chosen["test_pred"], cfg.metric)
-        ensemble = {"members": cfg.ensemble, "seeds": [f["seed"] for f in members],
-                    "member_test_scores": [f["test_score"] for f in members
-                                           if "test_score" in f]}
+        ensemble = {"members": cfg.ensemble, "seeds": [f["seed"] for f in members]}
     else:
         chosen = max(finals, key=lambda f: f["val_score"])
     model = chosen["model"].cpu()
