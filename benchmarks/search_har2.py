@@ -35,6 +35,11 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=1, help="local worker processes")
     ap.add_argument("--epochs", type=int, default=40, help="maximum epochs per trial")
     ap.add_argument("--ensemble", type=int, default=1, help="final models averaged")
+    ap.add_argument("--rerank", type=int, default=0,
+                    help="re-score this many best trials on cross-validation folds")
+    ap.add_argument("--resume", action="store_true",
+                    help="continue (or, once finished, re-finish) the run in --out: with "
+                         "--rerank, re-ranks the trials a finished search already has")
     ap.add_argument("--out", default="runs/bench")
     args = ap.parse_args()
     rows = []
@@ -43,7 +48,8 @@ def main() -> None:
                f"{f'-ens{args.ensemble}' if args.ensemble > 1 else ''}-s{args.seed}")
         res = seqeq.bench(args.benchmark, budget_kb=b, trials=args.trials, timeout=args.timeout,
                           seed=args.seed, out=Path(args.out) / tag, quantize=args.quantize,
-                          cells=args.cells, quiet=False, overwrite=True,
+                          cells=args.cells, quiet=False, overwrite=not args.resume,
+                          resume=args.resume, rerank=args.rerank,
                           workers=args.workers, epochs=args.epochs, ensemble=args.ensemble)
         rep = json.loads(Path(res.report_json).read_text())
         spec = res.best_spec
@@ -56,6 +62,12 @@ def main() -> None:
                f"{res.size_kib:.2f} | {100 * res.test_mean:.2f} ± {100 * res.test_std:.2f}{ens} | "
                f"{res.seconds / 60:.1f} min | {res.n_trials} / {res.n_pruned} | "
                f"{rep['device']} ({platform.processor() or platform.machine()}) |")
+        rr = rep.get("rerank")
+        if rr:
+            print("re-ranked: " + "; ".join(
+                f"trial {r['trial']} {r['cell']} {100 * r['score']:.2f} "
+                f"(val {100 * r['val_score']:.2f})" for r in rr["rows"])
+                + f" -> trial {rr['chosen_trial']}", flush=True)
         rows.append(row)
         print(row, flush=True)
     print("\n| benchmark | budget KiB | best model | size KiB | test acc % (mean ± std, 3 seeds) "

@@ -341,6 +341,10 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     _check_device(device)
     train, val, val_how = split_validation(train_all, val_frac, cfg.seed)
     cells = candidate_cells(cfg, train.n_channels, train.n_classes)
+    if cfg.rerank:  # folds that cannot be made fail now, not after the search
+        from .rerank import rerank_folds
+
+        rerank_folds(train, val, cfg.rerank_folds, cfg.seed)
     study = _open_study(cfg, out) if cfg.storage is not None else None
     created = not out.exists()
     try:
@@ -377,6 +381,9 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     search_seconds = time.perf_counter() - t_start
 
     best = best_trial(study)
+    reranked = None
+    if cfg.rerank:
+        best, reranked = _rerank(study, train, val, cfg, device, out, quiet)
     spec = spec_of(best)
     # "all": the trial's whole learning-rate schedule. The epoch at which a small validation set
     # peaked is mostly noise: measured over 3 benchmarks x 2 cells x 3 seeds, the end of the
@@ -435,6 +442,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
                           train_all, test, data_info, val_how, train, val)
     n_finished = report["search"]["n_finished"]
     report.update({
+        "rerank": reranked,
         "best": _best_section(best, spec, model, best.value, epochs),
         "final": {
             "seeds": [f["seed"] for f in finals],
@@ -466,9 +474,32 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         report_json=str(paths["json"]), report_html=str(paths["html"]),
         model_dir=str(out / "model"), n_trials=n_finished,
         n_pruned=report["search"]["n_pruned"], seconds=time.perf_counter() - t_start,
-        extra={"interrupted": interrupted, "onnx": onnx_info,
+        extra={"interrupted": interrupted, "onnx": onnx_info, "rerank": reranked,
                **({"model": model} if keep_model else {})},
     )
+
+
+def _rerank(study, train, val, cfg: SearchConfig, device: str, out: Path, quiet: bool):
+    """``--rerank``: the best trial after re-scoring the top few on cross-validation folds."""
+    from ._progress import console
+    from .rerank import rerank
+
+    def on_fold(trial: int, fold: int, value: float) -> None:
+        if not quiet:
+            console.print(f"  re-rank: trial {trial}, fold {fold + 1}/{cfg.rerank_folds}: "
+                          f"{cfg.metric} {value:.4f}")
+
+    if not quiet:
+        console.print(f"re-ranking the {cfg.rerank} best trials on {cfg.rerank_folds} "
+                      f"cross-validation folds ({cfg.rerank * (cfg.rerank_folds - 1)} trainings; "
+                      f"fold 1 is the search's validation split)")
+    best, section = rerank(study, train, val, cfg, device, run_dir=out, on_fold=on_fold)
+    if not quiet:
+        rows = sorted(section["rows"], key=lambda r: -r["score"])
+        console.print("re-ranked: " + "; ".join(
+            f"trial {r['trial']} ({r['cell']}) {r['score']:.4f}"
+            f"{' (chosen)' if r['trial'] == best.number else ''}" for r in rows))
+    return best, section
 
 
 def _report_base(study, cfg: SearchConfig, out: Path, device: str, cells, t_start: float,
@@ -501,7 +532,8 @@ def _report_base(study, cfg: SearchConfig, out: Path, device: str, cells, t_star
                    "metric": cfg.metric, "trials_requested": cfg.trials,
                    "timeout": cfg.timeout, "epochs": cfg.epochs,
                    "final_epochs": cfg.final_epochs, "pruner": cfg.pruner,
-                   "ensemble": cfg.ensemble,
+                   "ensemble": cfg.ensemble, "rerank": cfg.rerank,
+                   "rerank_folds": cfg.rerank_folds,
                    "seed": cfg.seed, "workers": cfg.workers, "cells": cells,
                    "n_trials": len(trials),
                    "n_finished": sum(t["state"] in ("complete", "pruned") for t in trials),
@@ -568,6 +600,7 @@ def _finish_interrupted(study, out: Path, cfg: SearchConfig, report: dict) -> Ru
     report.update({
         "best": _best_section(trial, spec, model, float(meta.get("val_score", best.value)),
                               trial.user_attrs.get("best_epoch")),
+        "rerank": None,
         "final": None,
         "export": onnx_info or None,
     })

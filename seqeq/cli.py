@@ -71,6 +71,12 @@ FinalSeeds = Annotated[int, typer.Option("--final-seeds", help="Seeds for the fi
 Ensemble = Annotated[int, typer.Option(
     help="Export the average of this many final models as one ONNX model; the budget covers "
          "them all (each searched model gets budget / N).")]
+Rerank = Annotated[int, typer.Option(
+    help="Re-score the K best trials on --rerank-folds cross-validation folds (whole groups, "
+         "like the validation split) and retrain the best of them; 0: off.")]
+RerankFolds = Annotated[int, typer.Option(
+    "--rerank-folds", help="Folds of --rerank: the validation split plus F-1 folds of the "
+    "rest of the training data.")]
 FinalEpochs = Annotated[str, typer.Option(
     "--final-epochs", help="all | best: trials are scored at the end of their schedule and the "
     "final retrain runs it whole (all), or trials are scored at their best validation epoch, "
@@ -114,6 +120,13 @@ def _print_result(res, as_json: bool) -> None:
     prec = "int8 weights + scales" if res.quantize == "int8" else "fp32 parameters"
     t.add_row("size", f"{res.size_kib:.2f} KiB ({prec}, incl. head)")
     t.add_row(f"validation {res.metric}", f"{res.val_score:.4f}")
+    rr = res.extra.get("rerank")
+    if rr:
+        mine = next(r for r in rr["rows"] if r["trial"] == rr["chosen_trial"])
+        t.add_row("re-ranked", f"{mine['score']:.4f} on {rr['folds']} folds, best of "
+                  f"{rr['candidates']} trials"
+                  + (f" (the search alone would have taken trial {rr['search_best_trial']})"
+                     if rr["chosen_trial"] != rr["search_best_trial"] else ""))
     if res.test_mean is None:
         t.add_row(f"test {res.metric}", "not evaluated (interrupted, or no test set)")
     else:
@@ -154,6 +167,8 @@ def fit(
     epochs: Epochs = 40,
     final_seeds: FinalSeeds = 3,
     ensemble: Ensemble = 1,
+    rerank: Rerank = 0,
+    rerank_folds: RerankFolds = 3,
     final_epochs: FinalEpochs = "all",
     device: Device = "auto",
     storage: Storage = None,
@@ -181,7 +196,7 @@ def fit(
                       label_col=label_col, group_col=group_col, nan=nan,
                       quiet=quiet or as_json,
                       cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
-                      ensemble=ensemble,
+                      ensemble=ensemble, rerank=rerank, rerank_folds=rerank_folds,
                       final_epochs=final_epochs,
                       device=device, storage=storage, study_name=study_name, workers=workers,
                       resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,
@@ -207,6 +222,8 @@ def bench(
     epochs: Epochs = 40,
     final_seeds: FinalSeeds = 3,
     ensemble: Ensemble = 1,
+    rerank: Rerank = 0,
+    rerank_folds: RerankFolds = 3,
     final_epochs: FinalEpochs = "all",
     device: Device = "auto",
     storage: Storage = None,
@@ -232,7 +249,7 @@ def bench(
         res = api.bench(name, budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
                         out=out, data_dir=data_dir, quiet=quiet or as_json,
                         cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
-                        ensemble=ensemble,
+                        ensemble=ensemble, rerank=rerank, rerank_folds=rerank_folds,
                         final_epochs=final_epochs,
                         device=device, storage=storage, study_name=study_name, workers=workers,
                         resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,

@@ -17,6 +17,8 @@ NAN_POLICIES = ("reject", "fill")
 PRUNERS = ("median", "hyperband", "none")
 FINAL_EPOCHS = ("all", "best")
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+MAX_RERANK = 20
+MAX_RERANK_FOLDS = 10
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,10 @@ class SearchConfig:
     #: export the mean of this many final models (one ONNX graph): the budget covers them all,
     #: so each trial's model gets budget / ensemble (1: a single model)
     ensemble: int = 1
+    #: re-score this many of the best trials on ``rerank_folds`` cross-validation folds and
+    #: retrain the best of them (``seqeq.rerank``); 0: retrain the search's best trial
+    rerank: int = 0
+    rerank_folds: int = 3
     #: "all": trials are scored at the end of their schedule (``search.trial_value``) and the
     #: final retrain runs the best trial's whole learning-rate schedule (``epochs``); "best":
     #: trials are scored at their best epoch, stop early after ``patience`` epochs without a
@@ -127,6 +133,12 @@ class SearchConfig:
         if not 1 <= self.ensemble <= MAX_MEMBERS:
             raise SeqeqError(f"--ensemble must be 1..{MAX_MEMBERS}, got {self.ensemble}",
                              "Give the number of models to average, e.g. --ensemble 3, or 1")
+        if self.rerank != 0 and not 2 <= self.rerank <= MAX_RERANK:
+            raise SeqeqError(f"--rerank must be 0 (off) or 2..{MAX_RERANK}, got {self.rerank}",
+                             "Give the number of best trials to re-score, e.g. --rerank 3")
+        if not 3 <= self.rerank_folds <= MAX_RERANK_FOLDS:
+            raise SeqeqError(f"--rerank-folds must be 3..{MAX_RERANK_FOLDS}, got "
+                             f"{self.rerank_folds}", "Give e.g. --rerank-folds 3")
         if self.final_epochs not in FINAL_EPOCHS:
             raise SeqeqError(f"unknown --final-epochs {self.final_epochs!r}",
                              f"Use one of: {', '.join(FINAL_EPOCHS)}")

@@ -303,7 +303,37 @@ def _search(r: dict) -> str:
         ("seed", _e(s.get("seed"))),
         ("workers", _e(s.get("workers")) if (s.get("workers") or 1) > 1 else None),
     ])
-    return f'<section id="search"><h2>Search</h2>{kv}</section>'
+    return f'<section id="search"><h2>Search</h2>{kv}{_rerank(r)}</section>'
+
+
+def _rerank(r: dict) -> str:
+    """``--rerank``: the candidates' fold scores, the chosen one starred."""
+    rr = r.get("rerank")
+    if not rr:
+        return ""
+    metric = _e((r.get("search") or {}).get("metric"))
+    groups = rr.get("fold_groups") or [None] * len(rr["fold_sizes"])
+    heads = "".join(f"<th>fold {k + 1}<br><span class=\"cap\">{_e(n)} series"
+                    + (f", {_e(g)} groups" if g is not None else "") + "</span></th>"
+                    for k, (n, g) in enumerate(zip(rr["fold_sizes"], groups, strict=True)))
+    rows = "".join(
+        f'<tr><td>{"★ " if row["trial"] == rr["chosen_trial"] else ""}{_e(row["trial"])}</td>'
+        f'<td class="l">{_e(row["cell"])}</td><td>{_kib(row["size_bytes"])}</td>'
+        + "".join(f"<td>{_score(v)}</td>" for v in row["fold_scores"])
+        + f'<td><b>{_score(row["score"])}</b></td></tr>'
+        for row in sorted(rr["rows"], key=lambda x: -x["score"]))
+    changed = rr["chosen_trial"] != rr["search_best_trial"]
+    return (f'<h3>Re-ranking</h3><p class="cap">The {_e(rr["candidates"])} best trials, '
+            f"re-scored ({metric}) on {_e(rr['folds'])} cross-validation folds that together "
+            "hold out every training series once (fold 1 is the search's validation split; "
+            "score: the mean weighted by fold size), in "
+            f"{_seconds(rr.get('seconds'))}. "
+            + (f"It chose trial {_e(rr['chosen_trial'])} over the search's best, trial "
+               f"{_e(rr['search_best_trial'])}." if changed
+               else "It confirmed the search's best trial.") + "</p>"
+            '<div class="scroll"><table class="grid"><thead><tr><th>trial</th>'
+            f'<th class="l">cell</th><th>size</th>{heads}<th>score</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table></div>")
 
 
 def _model(r: dict) -> str:
