@@ -144,8 +144,9 @@ def split_validation(train, frac: float, seed: int):
 _RUN_FILES = ("study.db", "run.json", "report.json", "best.onnx")
 
 
-def _check_run_dir(out: Path, cfg: SearchConfig) -> None:
-    """Refuse a run directory that would be clobbered, before anything is read or written."""
+def _check_run_dir(out: Path, cfg: SearchConfig, data_fp: str | None = None) -> None:
+    """Refuse a run directory that would be clobbered, before anything is read or written
+    (``data_fp``: the search data's fingerprint, once loaded, for a resumed run to compare)."""
     if out.exists() and not out.is_dir():
         raise SeqeqError(f"--out {out} exists and is not a directory",
                          "Choose a directory path for --out")
@@ -157,7 +158,7 @@ def _check_run_dir(out: Path, cfg: SearchConfig) -> None:
     if cfg.resume and not has_run and cfg.storage is None:
         raise SeqeqError(f"nothing to resume in {out}", "Drop --resume to start a new run")
     if cfg.resume and has_run:
-        _check_resume_matches(out, cfg)
+        _check_resume_matches(out, cfg, data_fp)
     if out.is_dir() and not has_run and not cfg.overwrite:
         foreign = sorted(p.name for p in out.iterdir() if not _is_tmp(p))
         if foreign:
@@ -167,34 +168,51 @@ def _check_run_dir(out: Path, cfg: SearchConfig) -> None:
                              "into it")
 
 
-#: what a study's trials were sized and scored under: a resumed run must keep them (the number of
-#: trials, the timeout, the workers may change)
+#: what a study's trials were sized, sampled and scored under: a resumed run must keep them (the
+#: number of trials, the timeout, the workers, --rerank may change)
 _RESUME_FIXED = {"budget_kb": "--budget-kb", "quantize": "--quantize", "ensemble": "--ensemble",
-                 "metric": "--metric", "epochs": "--epochs", "final_epochs": "--final-epochs"}
+                 "metric": "--metric", "epochs": "--epochs", "final_epochs": "--final-epochs",
+                 "seed": "--seed", "cells": "--cells", "rotate": "--rotate"}
+#: how a flag's None reads on the command line
+_NONE_SHOWN = {"cells": "all (no --cells)", "rotate": "auto", "quantize": "none"}
 
 
-def _check_resume_matches(out: Path, cfg: SearchConfig) -> None:
+def _check_resume_matches(out: Path, cfg: SearchConfig, data_fp: str | None = None) -> None:
     """--resume with settings that would make the finished trials incomparable (a smaller budget
-    would let an over-budget trial win) is refused, naming the setting the run used."""
+    would let an over-budget trial win, another seed another validation split) or with other data
+    is refused, naming what the run used."""
     import json
 
     try:
-        before = json.loads((out / "run.json").read_text(encoding="utf-8"))["search"]
+        before_run = json.loads((out / "run.json").read_text(encoding="utf-8"))
+        before = before_run["search"]
     except (OSError, ValueError, KeyError, TypeError):
         return  # no readable record (a run killed before writing it): nothing to compare
     defaults = {"ensemble": 1}  # settings that runs of older versions did not record
     for key, flag in _RESUME_FIXED.items():
         was, now = before.get(key, defaults.get(key, getattr(cfg, key))), getattr(cfg, key)
+        if isinstance(was, list):  # JSON keeps tuples as lists
+            was = tuple(was)
         if was != now:
-            shown = _flag_value(was)
-            raise SeqeqError(f"--resume with {flag} {_flag_value(now)} but the run in {out} "
+            shown = _flag_value(was, key)
+            raise SeqeqError(f"--resume with {flag} {_flag_value(now, key)} but the run in {out} "
                              f"used {shown}",
                              f"Resume with {flag} {shown}, or start a new run with another --out")
+    was_fp = before_run.get("data_fingerprint")
+    if data_fp is not None and was_fp is not None and was_fp != data_fp:
+        raise SeqeqError(f"--resume with other data than the run in {out} was searched on (its "
+                         "training or validation series differ)",
+                         "Resume with the same data file, --group-col and validation split, or "
+                         "start a new run with another --out")
 
 
-def _flag_value(v) -> str:
+def _flag_value(v, key: str = "") -> str:
     """A setting as a user would type it on the command line."""
-    return "none" if v is None else f"{v:g}" if isinstance(v, float) else str(v)
+    if v is None:
+        return _NONE_SHOWN.get(key, "none")
+    if isinstance(v, (tuple, list)):
+        return ",".join(map(str, v))
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def _is_tmp(p: Path) -> bool:
@@ -336,10 +354,11 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     out = Path(out)
     data_info = data_info or {}
     # validate everything (run dir, device, data, budget, storage) before writing anything
-    _check_run_dir(out, cfg)
     device = resolve_device(cfg.device)
     _check_device(device)
     train, val, val_how = split_validation(train_all, val_frac, cfg.seed)
+    data_fp = f"{train.fingerprint()}-{val.fingerprint()}"
+    _check_run_dir(out, cfg, data_fp)  # a resumed run: the same data as its finished trials
     cells = candidate_cells(cfg, train.n_channels, train.n_classes)
     if cfg.rerank:  # folds that cannot be made fail now, not after the search
         from .rerank import rerank_folds
@@ -352,7 +371,8 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         if study is None:
             study = _open_study(cfg, out)
         run_info = {"seqeq_version": __version__, "data": data_info, "search": asdict(cfg),
-                    "device": device, "cells": cells, "validation": val_how}
+                    "device": device, "cells": cells, "validation": val_how,
+                    "data_fingerprint": data_fp}
         atomic_write_json(out / "run.json", run_info)
     except BaseException:
         if created:  # nothing is left behind by a run that never started

@@ -127,6 +127,21 @@ class SeqData:
         std = np.where(std > 1e-8, std, 1.0)
         return mean.astype(np.float32), std.astype(np.float32)
 
+    def fingerprint(self) -> str:
+        """A short digest of what a model is trained and scored on: shape, classes, channels,
+        labels, groups, lengths and (when in memory) the values. Equal data give equal digests; a
+        resumed search compares them so its old and new trials are scored on the same series."""
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=12)
+        h.update(repr((tuple(self.X.shape), self.class_names, self.channel_names)).encode())
+        for a in (self.lengths, self.y, self.groups):
+            h.update(b"-" if a is None else np.asarray(a).astype(str if a.dtype == object else
+                                                                a.dtype).tobytes())
+        if not isinstance(self.X, LazySeries):  # a lazy array's values are derived, not stored
+            h.update(self.X.tobytes())
+        return h.hexdigest()
+
     def summary(self) -> dict:
         counts = (np.bincount(self.y, minlength=self.n_classes).tolist()
                   if self.y is not None else None)
