@@ -174,7 +174,7 @@ _RESUME_FIXED = {"budget_kb": "--budget-kb", "quantize": "--quantize", "ensemble
                  "metric": "--metric", "epochs": "--epochs", "final_epochs": "--final-epochs",
                  "seed": "--seed", "cells": "--cells", "rotate": "--rotate"}
 #: how a flag's None reads on the command line
-_NONE_SHOWN = {"cells": "all (no --cells)", "rotate": "auto", "quantize": "none"}
+_NONE_SHOWN = {"cells": "all cells", "rotate": "auto", "quantize": "none"}
 
 
 def _check_resume_matches(out: Path, cfg: SearchConfig, data_fp: str | None = None) -> None:
@@ -195,9 +195,10 @@ def _check_resume_matches(out: Path, cfg: SearchConfig, data_fp: str | None = No
             was = tuple(was)
         if was != now:
             shown = _flag_value(was, key)
+            again = (f"Resume without {flag}" if was is None and key != "rotate"
+                     else f"Resume with {flag} {shown}")
             raise SeqeqError(f"--resume with {flag} {_flag_value(now, key)} but the run in {out} "
-                             f"used {shown}",
-                             f"Resume with {flag} {shown}, or start a new run with another --out")
+                             f"used {shown}", f"{again}, or start a new run with another --out")
     was_fp = before_run.get("data_fingerprint")
     if data_fp is not None and was_fp is not None and was_fp != data_fp:
         raise SeqeqError(f"--resume with other data than the run in {out} was searched on (its "

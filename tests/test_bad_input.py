@@ -233,7 +233,10 @@ CASES = [
      ["--resume with --cells lstm,gru", "used gru"]),
     ("resume-other-rotate", lambda t, b: ["fit", str(b["messy"]), "--nan", "fill", "--out",
                                           str(b["run"]), "--resume", "--rotate", "30"],
-     ["--resume with --rotate 30", "used auto"]),
+     ["--resume with --rotate 30", "used auto", "Resume with --rotate auto"]),
+    ("resume-other-quantize", lambda t, b: ["fit", str(b["messy"]), "--nan", "fill", "--out",
+                                            str(b["run"]), "--resume", "--quantize", "int8"],
+     ["--resume with --quantize int8", "used none", "Resume without --quantize"]),
     # good.csv is messy.csv with its one NaN given a value: other data, however slightly
     ("resume-other-data", lambda t, b: ["fit", str(b["good"]), "--out", str(b["run"]),
                                         "--resume"],
