@@ -114,6 +114,11 @@ def _set(g, rows, col, value):
     g.loc[rows, col] = value
 
 
+def _resume_run(b: dict, *args: str) -> list[str]:
+    """Resume the module's good run, on its own data, with ``args`` changed."""
+    return ["fit", str(b["messy"]), "--nan", "fill", "--out", str(b["run"]), "--resume", *args]
+
+
 def _tiny_onnx(path: Path) -> str:
     """A valid ONNX file that seqeq did not write (no seqeq metadata)."""
     import onnx
@@ -225,17 +230,13 @@ CASES = [
     ("resume-other-ensemble", lambda t, b: ["fit", str(b["good"]), "--out", str(b["run"]),
                                             "--resume", "--ensemble", "2"],
      ["--resume with --ensemble 2", "used 1"]),
-    ("resume-other-seed", lambda t, b: ["fit", str(b["messy"]), "--nan", "fill", "--out",
-                                        str(b["run"]), "--resume", "--seed", "3"],
+    ("resume-other-seed", lambda t, b: _resume_run(b, "--seed", "3"),
      ["--resume with --seed 3", "used 0", "Resume with --seed 0"]),
-    ("resume-other-cells", lambda t, b: ["fit", str(b["messy"]), "--nan", "fill", "--out",
-                                         str(b["run"]), "--resume", "--cells", "lstm,gru"],
+    ("resume-other-cells", lambda t, b: _resume_run(b, "--cells", "lstm,gru"),
      ["--resume with --cells lstm,gru", "used gru"]),
-    ("resume-other-rotate", lambda t, b: ["fit", str(b["messy"]), "--nan", "fill", "--out",
-                                          str(b["run"]), "--resume", "--rotate", "30"],
+    ("resume-other-rotate", lambda t, b: _resume_run(b, "--rotate", "30"),
      ["--resume with --rotate 30", "used auto", "Resume with --rotate auto"]),
-    ("resume-other-quantize", lambda t, b: ["fit", str(b["messy"]), "--nan", "fill", "--out",
-                                            str(b["run"]), "--resume", "--quantize", "int8"],
+    ("resume-other-quantize", lambda t, b: _resume_run(b, "--quantize", "int8"),
      ["--resume with --quantize int8", "used none", "Resume without --quantize"]),
     # good.csv is messy.csv with its one NaN given a value: other data, however slightly
     ("resume-other-data", lambda t, b: ["fit", str(b["good"]), "--out", str(b["run"]),
