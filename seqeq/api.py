@@ -173,8 +173,10 @@ def _check_run_dir(out: Path, cfg: SearchConfig, data_fp: str | None = None) -> 
 _RESUME_FIXED = {"budget_kb": "--budget-kb", "quantize": "--quantize", "ensemble": "--ensemble",
                  "metric": "--metric", "epochs": "--epochs", "final_epochs": "--final-epochs",
                  "seed": "--seed", "cells": "--cells", "rotate": "--rotate"}
-#: how a flag's None reads on the command line
-_NONE_SHOWN = {"cells": "all cells", "rotate": "auto", "quantize": "none"}
+#: a setting whose None is typed as a value on the command line
+_NONE_TYPED = {"rotate": "auto"}
+#: how a setting's None reads in a message where it is given by leaving its flag out
+_NONE_SHOWN = {"cells": "all cells", "quantize": "none"}
 
 
 def _check_resume_matches(out: Path, cfg: SearchConfig, data_fp: str | None = None) -> None:
@@ -195,7 +197,7 @@ def _check_resume_matches(out: Path, cfg: SearchConfig, data_fp: str | None = No
             was = tuple(was)
         if was != now:
             shown = _flag_value(was, key)
-            again = (f"Resume without {flag}" if was is None and key != "rotate"
+            again = (f"Resume without {flag}" if was is None and key not in _NONE_TYPED
                      else f"Resume with {flag} {shown}")
             raise SeqeqError(f"--resume with {flag} {_flag_value(now, key)} but the run in {out} "
                              f"used {shown}", f"{again}, or start a new run with another --out")
@@ -210,7 +212,7 @@ def _check_resume_matches(out: Path, cfg: SearchConfig, data_fp: str | None = No
 def _flag_value(v, key: str = "") -> str:
     """A setting as a user would type it on the command line."""
     if v is None:
-        return _NONE_SHOWN.get(key, "none")
+        return _NONE_TYPED.get(key) or _NONE_SHOWN.get(key, "none")
     if isinstance(v, (tuple, list)):
         return ",".join(map(str, v))
     return f"{v:g}" if isinstance(v, float) else str(v)

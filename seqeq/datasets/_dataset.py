@@ -136,8 +136,8 @@ class SeqData:
         h = hashlib.blake2b(digest_size=12)
         h.update(repr((tuple(self.X.shape), self.class_names, self.channel_names)).encode())
         for a in (self.lengths, self.y, self.groups):
-            h.update(b"-" if a is None else np.asarray(a).astype(str if a.dtype == object else
-                                                                a.dtype).tobytes())
+            a = None if a is None else np.asarray(a)
+            h.update(b"-" if a is None else (a.astype(str) if a.dtype == object else a).tobytes())
         if not isinstance(self.X, LazySeries):  # a lazy array's values are derived, not stored
             h.update(self.X.tobytes())
         return h.hexdigest()
