@@ -454,3 +454,25 @@ def test_datasets_import_without_torch():
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr
+
+
+def test_fingerprint_follows_every_part_of_the_data():
+    """A resumed search compares fingerprints: equal data agree, and a change to any of values,
+    labels, lengths, groups, classes or channels is seen."""
+    from seqeq.datasets import SeqData
+
+    def make(**kw):
+        args = dict(X=np.arange(24, dtype=np.float32).reshape(3, 4, 2), lengths=[4, 4, 3],
+                    y=[0, 1, 0], class_names=["a", "b"], channel_names=["x", "y"],
+                    groups=np.array(["s1", "s2", "s1"], dtype=object))
+        return SeqData(**{**args, **kw})
+
+    base = make().fingerprint()
+    assert make().fingerprint() == base
+    X = np.arange(24, dtype=np.float32).reshape(3, 4, 2)
+    X[2, 1, 0] += 0.5
+    changed = [make(X=X), make(y=[0, 1, 1]), make(lengths=[4, 3, 3]),
+               make(groups=np.array(["s1", "s2", "s3"], dtype=object)), make(groups=None),
+               make(class_names=["a", "c"]), make(channel_names=["x", "z"])]
+    digests = [d.fingerprint() for d in changed]
+    assert base not in digests and len(set(digests)) == len(digests)
