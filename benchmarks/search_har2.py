@@ -37,6 +37,8 @@ def main() -> None:
     ap.add_argument("--ensemble", type=int, default=1, help="final models averaged")
     ap.add_argument("--rerank", type=int, default=0,
                     help="re-score this many best trials on cross-validation folds")
+    ap.add_argument("--no-opening", action="store_true",
+                    help="no opening trials: the sampler alone from the first trial")
     ap.add_argument("--resume", action="store_true",
                     help="continue (or, once finished, re-finish) the run in --out: with "
                          "--rerank, re-ranks the trials a finished search already has")
@@ -45,11 +47,12 @@ def main() -> None:
     rows = []
     for b in args.budget_kb:
         tag = (f"{args.benchmark}-{b:g}kb{'-int8' if args.quantize else ''}-e{args.epochs}"
-               f"{f'-ens{args.ensemble}' if args.ensemble > 1 else ''}-s{args.seed}")
+               f"{f'-ens{args.ensemble}' if args.ensemble > 1 else ''}"
+               f"{'-noopen' if args.no_opening else ''}-s{args.seed}")
         res = seqeq.bench(args.benchmark, budget_kb=b, trials=args.trials, timeout=args.timeout,
                           seed=args.seed, out=Path(args.out) / tag, quantize=args.quantize,
                           cells=args.cells, quiet=False, overwrite=not args.resume,
-                          resume=args.resume, rerank=args.rerank,
+                          resume=args.resume, rerank=args.rerank, opening=not args.no_opening,
                           workers=args.workers, epochs=args.epochs, ensemble=args.ensemble)
         rep = json.loads(Path(res.report_json).read_text())
         spec = res.best_spec

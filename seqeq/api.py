@@ -556,7 +556,7 @@ def _report_base(study, cfg: SearchConfig, out: Path, device: str, cells, t_star
                    "timeout": cfg.timeout, "epochs": cfg.epochs,
                    "final_epochs": cfg.final_epochs, "pruner": cfg.pruner,
                    "ensemble": cfg.ensemble, "rerank": cfg.rerank,
-                   "rerank_folds": cfg.rerank_folds,
+                   "rerank_folds": cfg.rerank_folds, "opening": cfg.opening,
                    "seed": cfg.seed, "workers": cfg.workers, "cells": cells,
                    "n_trials": len(trials),
                    "n_finished": sum(t["state"] in ("complete", "pruned") for t in trials),

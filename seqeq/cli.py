@@ -77,6 +77,10 @@ Rerank = Annotated[int, typer.Option(
 RerankFolds = Annotated[int, typer.Option(
     "--rerank-folds", help="Folds of --rerank: the validation split plus F-1 folds of the "
     "rest of the training data.")]
+Opening = Annotated[bool, typer.Option(
+    help="Open a fresh search with a strong configuration of each of a few cell families (GRU, "
+         "TARNN, DIRNN, ERNN, FastGRNN among --cells; a fifth of --trials) before the sampler "
+         "takes over.")]
 FinalEpochs = Annotated[str, typer.Option(
     "--final-epochs", help="all | best: trials are scored at the end of their schedule and the "
     "final retrain runs it whole (all), or trials are scored at their best validation epoch, "
@@ -169,6 +173,7 @@ def fit(
     ensemble: Ensemble = 1,
     rerank: Rerank = 0,
     rerank_folds: RerankFolds = 3,
+    opening: Opening = True,
     final_epochs: FinalEpochs = "all",
     device: Device = "auto",
     storage: Storage = None,
@@ -197,6 +202,7 @@ def fit(
                       quiet=quiet or as_json,
                       cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
                       ensemble=ensemble, rerank=rerank, rerank_folds=rerank_folds,
+                      opening=opening,
                       final_epochs=final_epochs,
                       device=device, storage=storage, study_name=study_name, workers=workers,
                       resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,
@@ -224,6 +230,7 @@ def bench(
     ensemble: Ensemble = 1,
     rerank: Rerank = 0,
     rerank_folds: RerankFolds = 3,
+    opening: Opening = True,
     final_epochs: FinalEpochs = "all",
     device: Device = "auto",
     storage: Storage = None,
@@ -250,6 +257,7 @@ def bench(
                         out=out, data_dir=data_dir, quiet=quiet or as_json,
                         cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
                         ensemble=ensemble, rerank=rerank, rerank_folds=rerank_folds,
+                      opening=opening,
                         final_epochs=final_epochs,
                         device=device, storage=storage, study_name=study_name, workers=workers,
                         resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,

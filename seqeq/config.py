@@ -90,6 +90,9 @@ class SearchConfig:
     #: retrain the best of them (``seqeq.rerank``); 0: retrain the search's best trial
     rerank: int = 0
     rerank_folds: int = 3
+    #: open a fresh study with strong configurations of a few cell families
+    #: (``search_spaces.portfolio``) before the sampler takes over
+    opening: bool = True
     #: "all": trials are scored at the end of their schedule (``search.trial_value``) and the
     #: final retrain runs the best trial's whole learning-rate schedule (``epochs``); "best":
     #: trials are scored at their best epoch, stop early after ``patience`` epochs without a

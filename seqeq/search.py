@@ -24,9 +24,10 @@ from .datasets import SeqData
 from .errors import SeqeqError
 from .models import ModelSpec, build_model, save_model, spec_size_bytes
 from .search_spaces import feasible_cells, list_families, smallest_size, suggest_spec
+from .search_spaces.portfolio import opening_trials
 from .train import TrainConfig, train_model
 
-__all__ = ["SearchContext", "make_study", "run_search", "trial_records", "best_trial",
+__all__ = ["SearchContext", "make_study", "open_study", "run_search", "trial_records", "best_trial",
            "spec_of", "train_config_of", "FINISHED"]
 
 # Optuna flags heartbeats, retries and grouped TPE as experimental/deprecated-API; we rely on them
@@ -305,11 +306,28 @@ def _worker_main(ctx: SearchContext, run_dir: str, worker: int) -> None:
     run_search(ctx, study)
 
 
+def open_study(ctx: SearchContext, study: optuna.Study) -> int:
+    """Queue the opening trials (``search_spaces.portfolio``) in a study that has no trial yet;
+    returns how many were queued. A resumed or shared study that already has trials keeps its
+    own history (``skip_if_exists`` guards against two processes opening one study at once)."""
+    cfg = ctx.cfg
+    if not cfg.opening or study.get_trials(deepcopy=False):
+        return 0
+    rotate = bool(ctx.train.vectors) and cfg.rotate is None
+    params = opening_trials(ctx.cells, ctx.train.n_channels, ctx.train.n_classes,
+                            cfg.member_budget_bytes, cfg.bytes_per_param, cfg.trials, rotate)
+    for p in params:
+        study.enqueue_trial(p, user_attrs={"opening": True}, skip_if_exists=True)
+    return len(params)
+
+
 def run_workers(ctx: SearchContext, study: optuna.Study, run_dir: Path,
                 callbacks: list[Callable] | None = None) -> optuna.Study:
-    """Run ``cfg.workers`` local processes on one study (this process is one of them)."""
+    """Run ``cfg.workers`` local processes on one study (this process is one of them), after
+    queueing the opening trials of a fresh study."""
     import multiprocessing as mp
 
+    open_study(ctx, study)
     if ctx.cfg.workers <= 1:
         return run_search(ctx, study, callbacks)
     mpc = mp.get_context("spawn")
@@ -360,5 +378,6 @@ def trial_records(study: optuna.Study) -> list[dict]:
             "seconds": (t.duration.total_seconds() if t.duration else ua.get("seconds")),
             "val_curve": ua.get("val_curve"),
             "interrupted": bool(ua.get("interrupted", False)),
+            "opening": bool(ua.get("opening", False)),
         })
     return out

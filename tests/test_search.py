@@ -218,3 +218,60 @@ def test_ties_go_to_the_smaller_model_then_the_earlier_trial():
 
     trials = [t(0, 0.99, 3000), t(1, 0.99, 1200), t(2, 0.98, 100), t(3, 0.99, 1200)]
     assert max(trials, key=rank_key).number == 1
+
+
+def test_opening_trials_are_budget_filling_portfolio_configurations():
+    from seqeq.search_spaces.portfolio import PORTFOLIO, opening_count, opening_trials
+
+    cells = list_families()
+    ops = opening_trials(cells, 9, 2, budget=6000, bpp=1, trials=16, rotate=True)
+    assert opening_count(16) == 3 and opening_count(2) == 1
+    assert [p["cell"] for p in ops] == [c for c, _ in PORTFOLIO][:3]
+    assert all(p["size_frac"] == 1.0 and p["rotate_deg"] == 30 for p in ops)
+    assert ops[1]["tarnn.u_kind"] == "dense"  # the family's measured settings, when they fit
+    # only the portfolio's families among --cells, in portfolio order; no rotation unless searched
+    ops = opening_trials(["irnn", "fastgrnn", "gru"], 9, 2, 6000, 1, trials=100, rotate=False)
+    assert [p["cell"] for p in ops] == ["gru", "fastgrnn"]
+    assert not any("rotate_deg" in p for p in ops)
+    assert opening_trials(["irnn", "srnn"], 9, 2, 6000, 1, trials=16, rotate=True) == []
+    # settings that do not fit the budget are left to the sampler: dense TARNN weights need room
+    tiny = opening_trials(["tarnn"], 9, 2, budget=170, bpp=1, trials=16, rotate=False)
+    assert tiny == [{"cell": "tarnn", "size_frac": 1.0, "lr": 0.01, "batch_size": 64}]
+
+
+def _opened_search(tmp_path, walks, **kw):
+    from seqeq.api import split_validation
+    from seqeq.search import SearchContext, make_study, open_study, run_search
+
+    data = walks(n=48, T=8, groups=True)
+    train, val, _ = split_validation(data, 0.2, 0)
+    cfg = SearchConfig(budget_kb=3, trials=5, epochs=2, device="cpu", **kw)
+    ctx = SearchContext(train=train, val=val, cfg=cfg, device="cpu",
+                        cells=["gru", "irnn", "fastgrnn"])
+    study = make_study(cfg, tmp_path, load_if_exists=False)
+    queued = open_study(ctx, study)
+    return ctx, study, queued, run_search
+
+
+def test_a_fresh_search_opens_with_its_portfolio_trials_then_samples(tmp_path, walks):
+    from seqeq.search import open_study, trial_records
+
+    ctx, study, queued, run_search = _opened_search(tmp_path, walks)
+    assert queued == 1  # a fifth of 5 trials
+    run_search(ctx, study)
+    recs = trial_records(study)
+    assert recs[0]["opening"] and recs[0]["cell"] == "gru"
+    assert recs[0]["params"]["size_frac"] == 1.0 and recs[0]["params"]["lr"] == 0.01
+    # the largest GRU that fits the budget
+    from seqeq.search_spaces._space import _max_d, get_family
+
+    assert recs[0]["spec"]["hidden_size"] == _max_d(get_family("gru"), 1, 2, {},
+                                                    ctx.cfg.member_budget_bytes, 4)
+    assert not any(r["opening"] for r in recs[1:])
+    assert len(recs) == 5
+    assert open_study(ctx, study) == 0  # a study with trials (resumed, shared) is not reopened
+
+
+def test_no_opening_leaves_the_first_trial_to_the_sampler(tmp_path, walks):
+    _, study, queued, _ = _opened_search(tmp_path, walks, opening=False)
+    assert queued == 0 and not study.get_trials()
