@@ -3,7 +3,8 @@
 The search scores every trial on one validation split: on HAR-2 that is 4 of the 21 training
 subjects, and trials of different cells end within a few tenths of a point of each other there, so
 which one wins is partly the luck of those 4 subjects (``benchmarks/RESULTS.md``, "Re-ranking").
-``--rerank K`` takes the K best distinct trials and scores each on ``--rerank-folds F`` folds that
+``--rerank K`` takes the best trial of each of the K best cell families (then the next best
+trials, when fewer families finished) and scores each on ``--rerank-folds F`` folds that
 together cover every training series once: fold 0 is the search's own validation split (the trial's
 score there is reused), folds 1..F-1 partition the rest -- whole groups (subjects) when the data has
 groups, as the validation split does, stratified by class otherwise. Each extra fold trains the
@@ -68,8 +69,11 @@ def rerank_folds(train: SeqData, val: SeqData, folds: int, seed: int) -> list[np
 
 
 def rerank_candidates(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTrial]:
-    """The ``k`` best completed trials (``search.rank_key``), one per distinct configuration
-    (a re-queued trial repeats its parameters)."""
+    """The ``k`` trials to re-score: the best completed trial (``search.rank_key``) of each of
+    the ``k`` best cell families, then, if fewer families finished, the next best trials. One
+    per distinct configuration (a re-queued trial repeats its parameters). Families first
+    because the search's top trials are mostly one family (TPE concentrates on it), and which
+    family is best is what one validation split decides worst (``benchmarks/RESULTS.md``)."""
     from .search import best_trial, rank_key
 
     best_trial(study)  # a clear error when no trial completed
@@ -77,15 +81,20 @@ def rerank_candidates(study: optuna.Study, k: int) -> list[optuna.trial.FrozenTr
                                                states=(optuna.trial.TrialState.COMPLETE,))
                    if t.value is not None and "spec" in t.user_attrs), key=rank_key,
                   reverse=True)
-    out, seen = [], set()
+    distinct, seen = [], set()
     for t in done:
         key = json.dumps([t.user_attrs["spec"], t.user_attrs.get("train")], sort_keys=True)
         if key not in seen:
             seen.add(key)
-            out.append(t)
-        if len(out) == k:
-            break
-    return out
+            distinct.append(t)
+    leaders, families = [], set()
+    for t in distinct:
+        if t.user_attrs["spec"]["cell"] not in families:
+            families.add(t.user_attrs["spec"]["cell"])
+            leaders.append(t)
+    chosen = leaders[:k]
+    chosen += [t for t in distinct if t not in chosen][: k - len(chosen)]
+    return sorted(chosen, key=rank_key, reverse=True)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -69,6 +69,16 @@ def test_candidates_are_the_best_distinct_configurations():
     assert [t.number for t in rerank_candidates(study, 10)] == [1, 3, 0]
 
 
+def test_candidates_are_each_familys_best_before_a_familys_runners_up():
+    g1, g2, g3 = ({"cell": "gru", "hidden_size": h} for h in (4, 5, 6))
+    i1, i2 = ({"cell": "irnn", "hidden_size": h} for h in (4, 5))
+    study = _study_with([0.95, 0.94, 0.93, 0.80, 0.70], [g1, g2, g3, i1, i2])
+    # the irnn leader (trial 3) displaces the third GRU; ranked by score
+    assert [t.number for t in rerank_candidates(study, 3)] == [0, 1, 3]
+    assert [t.number for t in rerank_candidates(study, 2)] == [0, 3]
+    assert [t.number for t in rerank_candidates(study, 5)] == [0, 1, 2, 3, 4]
+
+
 @pytest.mark.slow
 def test_a_reranked_search_retrains_the_best_cross_validated_trial(tmp_path, walks):
     """End to end: three folds of two candidates, fold 0 being each trial's own score; the
