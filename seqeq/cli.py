@@ -72,8 +72,9 @@ Ensemble = Annotated[int, typer.Option(
     help="Export the average of this many final models as one ONNX model; the budget covers "
          "them all (each searched model gets budget / N).")]
 Rerank = Annotated[int, typer.Option(
-    help="Re-score the K best trials on --rerank-folds cross-validation folds (whole groups, "
-         "like the validation split) and retrain the best of them; 0: off.")]
+    help="Re-score the best trial of each of the K best cell families on --rerank-folds "
+         "cross-validation folds (whole groups, like the validation split) and retrain the best "
+         "of them; 0: off.")]
 RerankFolds = Annotated[int, typer.Option(
     "--rerank-folds", help="Folds of --rerank: the validation split plus F-1 folds of the "
     "rest of the training data.")]
