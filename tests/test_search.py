@@ -136,7 +136,8 @@ def test_final_retrain_length_follows_final_epochs(tmp_path, walks, monkeypatch,
     from seqeq.api import run_on
 
     cfg = SearchConfig(budget_kb=3, trials=2, epochs=5, patience=0, final_seeds=2,
-                       cells=("gru",), device="cpu", final_epochs=policy)
+                       cells=("gru",), device="cpu", final_epochs=policy,
+                       opening=False)  # the seeded trials below were drawn by the sampler
     res = run_on(walks(n=120, T=20, seed=3), walks(n=40, T=20, seed=4), cfg, tmp_path / "r")
     report = json.loads(open(res.report_json).read())
     best = next(t for t in report["trials"] if t["number"] == report["best"]["trial"])
@@ -265,7 +266,8 @@ def test_a_fresh_search_opens_with_its_portfolio_trials_then_samples(tmp_path, w
     # the largest GRU that fits the budget
     from seqeq.search_spaces._space import _max_d, get_family
 
-    assert recs[0]["spec"]["hidden_size"] == _max_d(get_family("gru"), 1, 2, {},
+    d, C = ctx.train.n_channels, ctx.train.n_classes
+    assert recs[0]["spec"]["hidden_size"] == _max_d(get_family("gru"), d, C, {},
                                                     ctx.cfg.member_budget_bytes, 4)
     assert not any(r["opening"] for r in recs[1:])
     assert len(recs) == 5
