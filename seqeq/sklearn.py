@@ -47,8 +47,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     """Search for the best small recurrent classifier under ``budget_kb``.
 
     Parameters mirror ``seqeq fit``: ``budget_kb``, ``trials``, ``timeout``, ``cells``,
-    ``metric``, ``epochs``, ``final_seeds``, ``ensemble``, ``rerank``, ``device``, ``seed``,
-    ``out``, ``rotate``
+    ``metric``, ``epochs``, ``final_seeds``, ``ensemble``, ``rerank``, ``opening``, ``device``,
+    ``seed``, ``out``, ``rotate``
     (``"auto"``, or a maximum angle in degrees). ``vectors`` says which channels are x/y/z
     triplets for the rotation augmentation, by index: one list per device of ``(x, y, z)``
     triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and gyroscope
@@ -59,7 +59,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                  cells: str | None = None, metric: str = "accuracy", epochs: int = 40,
                  final_seeds: int = 1, device: str = "auto", seed: int = 0,
                  out: str | None = None, verbose: bool = False, rotate: str | float = "auto",
-                 vectors=None, ensemble: int = 1, rerank: int = 0):
+                 vectors=None, ensemble: int = 1, rerank: int = 0, opening: bool = True):
         self.budget_kb = budget_kb
         self.trials = trials
         self.timeout = timeout
@@ -75,6 +75,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         self.vectors = vectors
         self.ensemble = ensemble
         self.rerank = rerank
+        self.opening = opening
 
     def fit(self, X, y, groups=None):
         from .api import _search_kwargs, run_on
@@ -103,7 +104,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         cfg = SearchConfig(budget_kb=self.budget_kb, trials=self.trials, timeout=self.timeout,
                            seed=self.seed, metric=self.metric, epochs=self.epochs,
                            final_seeds=self.final_seeds, ensemble=self.ensemble, rerank=self.rerank,
-                           device=self.device,
+                           opening=self.opening, device=self.device,
                            **_search_kwargs({"cells": self.cells, "rotate": self.rotate}))
         out = self.out or tempfile.mkdtemp(prefix="seqeq-")
         self.result_ = run_on(data, None, cfg, out, data_info={"kind": "array"},
