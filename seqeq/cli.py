@@ -258,7 +258,7 @@ def bench(
                         out=out, data_dir=data_dir, quiet=quiet or as_json,
                         cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
                         ensemble=ensemble, rerank=rerank, rerank_folds=rerank_folds,
-                      opening=opening,
+                        opening=opening,
                         final_epochs=final_epochs,
                         device=device, storage=storage, study_name=study_name, workers=workers,
                         resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,

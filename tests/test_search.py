@@ -242,7 +242,7 @@ def test_opening_trials_are_budget_filling_portfolio_configurations():
 
 def _opened_search(tmp_path, walks, **kw):
     from seqeq.api import split_validation
-    from seqeq.search import SearchContext, make_study, open_study, run_search
+    from seqeq.search import SearchContext, make_study, open_study
 
     data = walks(n=48, T=8, groups=True)
     train, val, _ = split_validation(data, 0.2, 0)
@@ -250,14 +250,13 @@ def _opened_search(tmp_path, walks, **kw):
     ctx = SearchContext(train=train, val=val, cfg=cfg, device="cpu",
                         cells=["gru", "irnn", "fastgrnn"])
     study = make_study(cfg, tmp_path, load_if_exists=False)
-    queued = open_study(ctx, study)
-    return ctx, study, queued, run_search
+    return ctx, study, open_study(ctx, study)
 
 
 def test_a_fresh_search_opens_with_its_portfolio_trials_then_samples(tmp_path, walks):
-    from seqeq.search import open_study, trial_records
+    from seqeq.search import open_study, run_search, trial_records
 
-    ctx, study, queued, run_search = _opened_search(tmp_path, walks)
+    ctx, study, queued = _opened_search(tmp_path, walks)
     assert queued == 1  # a fifth of 5 trials
     run_search(ctx, study)
     recs = trial_records(study)
@@ -275,5 +274,5 @@ def test_a_fresh_search_opens_with_its_portfolio_trials_then_samples(tmp_path, w
 
 
 def test_no_opening_leaves_the_first_trial_to_the_sampler(tmp_path, walks):
-    _, study, queued, _ = _opened_search(tmp_path, walks, opening=False)
+    _, study, queued = _opened_search(tmp_path, walks, opening=False)
     assert queued == 0 and not study.get_trials()
