@@ -79,3 +79,50 @@ def _json_default(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def check_input_file(path: str | Path, what: str = "file", fix: str = "Check the path") -> Path:
+    """``path`` as a readable regular file, or a :class:`~seqeq.errors.SeqeqError` naming the
+    real cause: missing (with the closest name in its folder), a symbolic link that loops or
+    points nowhere, a folder, a special file, or no permission to read it."""
+    import difflib
+    import errno
+
+    from .errors import SeqeqError
+
+    path = Path(path)
+    try:
+        st = path.stat()  # follows symbolic links
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise SeqeqError(f"{what} {str(path)!r} is a symbolic link that loops (following it "
+                             "leads back to itself)", "Point the link at the real file") from None
+        if e.errno == errno.ENOENT and path.is_symlink():
+            raise SeqeqError(f"{what} {str(path)!r} is a symbolic link to "
+                             f"{os.readlink(path)!r}, which does not exist",
+                             "Point the link at the real file") from None
+        if e.errno == errno.ENOENT:
+            hint = ""
+            try:
+                names = [p.name for p in path.parent.iterdir() if p.name != path.name]
+                close = difflib.get_close_matches(path.name, names, n=1)
+                hint = f"Did you mean {close[0]!r}? " if close else ""
+            except OSError:
+                pass
+            raise SeqeqError(f"{what} {str(path)!r} does not exist", hint + fix) from None
+        if e.errno == errno.EACCES:
+            raise SeqeqError(f"cannot read {what} {str(path)!r} (permission denied)",
+                             "Give yourself read access to it and to its folders") from None
+        if e.errno == errno.ENOTDIR:
+            raise SeqeqError(f"{what} {str(path)!r} does not exist (a part of its path is a "
+                             "file, not a folder)", fix) from None
+        raise SeqeqError(f"cannot open {what} {str(path)!r} ({e.strerror or e})", fix) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SeqeqError(f"{what} {str(path)!r} is a folder, not a file", fix)
+    if not stat.S_ISREG(st.st_mode):
+        raise SeqeqError(f"{what} {str(path)!r} is not a regular file (a pipe, socket or device)",
+                         "Save the data to a file first")
+    if not os.access(path, os.R_OK):
+        raise SeqeqError(f"cannot read {what} {str(path)!r} (permission denied)",
+                         "Give yourself read access to it")
+    return path

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from .config import DataConfig, SearchConfig
-from .errors import SeqeqError
+from .errors import SeqeqError, WriteError, opt
 
 __all__ = ["RunResult", "fit", "bench", "export", "predict", "run", "load_data", "latest_run"]
 
@@ -81,14 +81,15 @@ def load_data(dc: DataConfig, seed: int = 0):
         return train, test, {"kind": "benchmark", "name": dc.benchmark,
                              "test": train.meta.get("split", "the benchmark's test split"),
                              "provenance": dict(train.meta)}
-    opts = dict(fmt=dc.fmt, id_col=dc.id_col, time_col=dc.time_col, label_col=dc.label_col,
-                group_col=dc.group_col, nan=dc.nan)
+    # dc.fmt is the layout (long/wide/nested); the file format comes from the extension
+    opts = dict(layout=dc.fmt, id_col=dc.id_col, time_col=dc.time_col, label_col=dc.label_col,
+                group_col=dc.group_col, nan=dc.nan, decimal=dc.decimal)
     train: SeqData = _with_vectors(load_file(dc.path, **opts), dc.vectors)
     if dc.test_path:
         test = align_test(train, load_file(dc.test_path, class_names=train.class_names, **opts))
         return train, test, {"kind": "file", "path": str(dc.path), "test": str(dc.test_path)}
     require_per_class(train, 3, "a stratified train/validation/test split",
-                      "with a separate --test file, 2 per class suffice")
+                      f"with a separate {opt('test')} file, 2 per class suffice")
     if train.groups is not None and len(np.unique(train.groups)) >= 3:
         # whole groups held out for test too, as validation does (unseen subjects/devices)
         keep, held = grouped_split(train.groups, train.y, dc.test_frac, seed + 7919)
@@ -148,31 +149,30 @@ def _check_run_dir(out: Path, cfg: SearchConfig, data_fp: str | None = None) -> 
     """Refuse a run directory that would be clobbered, before anything is read or written
     (``data_fp``: the search data's fingerprint, once loaded, for a resumed run to compare)."""
     if out.exists() and not out.is_dir():
-        raise SeqeqError(f"--out {out} exists and is not a directory",
-                         "Choose a directory path for --out")
+        raise SeqeqError(f"{opt('out', str(out))} exists and is not a directory",
+                         f"Choose a directory path for {opt('out')}")
     has_run = out.is_dir() and any((out / f).exists() for f in _RUN_FILES)
     if has_run and not (cfg.resume or cfg.overwrite):
         raise SeqeqError(f"run directory {out} already holds a run",
-                         "Pass --resume to continue it, --overwrite to replace it, "
-                         "or choose another --out")
+                         f"Pass {opt('resume')} to continue it, {opt('overwrite')} to replace "
+                         f"it, or choose another {opt('out')}")
     if cfg.resume and not has_run and cfg.storage is None:
-        raise SeqeqError(f"nothing to resume in {out}", "Drop --resume to start a new run")
+        raise SeqeqError(f"nothing to resume in {out}", f"Drop {opt('resume')} to start a new run")
     if cfg.resume and has_run:
         _check_resume_matches(out, cfg, data_fp)
     if out.is_dir() and not has_run and not cfg.overwrite:
         foreign = sorted(p.name for p in out.iterdir() if not _is_tmp(p))
         if foreign:
-            raise SeqeqError(f"--out {out} is not empty and holds no seqeq run (it has "
+            raise SeqeqError(f"{opt('out', str(out))} is not empty and holds no seqeq run (it has "
                              f"{len(foreign)} entries, e.g. {foreign[0]!r})",
-                             "Choose a new or empty directory, or pass --overwrite to write "
+                             f"Choose a new or empty directory, or pass {opt('overwrite')} to write "
                              "into it")
 
 
 #: what a study's trials were sized, sampled and scored under: a resumed run must keep them (the
 #: number of trials, the timeout, the workers, --rerank may change)
-_RESUME_FIXED = {"budget_kb": "--budget-kb", "quantize": "--quantize", "ensemble": "--ensemble",
-                 "metric": "--metric", "epochs": "--epochs", "final_epochs": "--final-epochs",
-                 "seed": "--seed", "cells": "--cells", "rotate": "--rotate"}
+_RESUME_FIXED = ("budget_kb", "quantize", "ensemble", "metric", "epochs", "final_epochs", "seed",
+                 "cells", "rotate")
 #: a setting whose None is typed as a value on the command line
 _NONE_TYPED = {"rotate": "auto"}
 #: how a setting's None reads in a message where it is given by leaving its flag out
@@ -191,7 +191,8 @@ def _check_resume_matches(out: Path, cfg: SearchConfig, data_fp: str | None = No
     except (OSError, ValueError, KeyError, TypeError):
         return  # no readable record (a run killed before writing it): nothing to compare
     defaults = {"ensemble": 1}  # settings that runs of older versions did not record
-    for key, flag in _RESUME_FIXED.items():
+    for key in _RESUME_FIXED:
+        flag = opt(key)
         was, now = before.get(key, defaults.get(key, getattr(cfg, key))), getattr(cfg, key)
         if isinstance(was, list):  # JSON keeps tuples as lists
             was = tuple(was)
@@ -199,14 +200,15 @@ def _check_resume_matches(out: Path, cfg: SearchConfig, data_fp: str | None = No
             shown = _flag_value(was, key)
             again = (f"Resume without {flag}" if was is None and key not in _NONE_TYPED
                      else f"Resume with {flag} {shown}")
-            raise SeqeqError(f"--resume with {flag} {_flag_value(now, key)} but the run in {out} "
-                             f"used {shown}", f"{again}, or start a new run with another --out")
+            raise SeqeqError(f"{opt('resume')} with {flag} {_flag_value(now, key)} but the run "
+                             f"in {out} used {shown}",
+                             f"{again}, or start a new run with another {opt('out')}")
     was_fp = before_run.get("data_fingerprint")
     if data_fp is not None and was_fp is not None and was_fp != data_fp:
-        raise SeqeqError(f"--resume with other data than the run in {out} was searched on (its "
-                         "training or validation series differ)",
-                         "Resume with the same data file, --group-col and validation split, or "
-                         "start a new run with another --out")
+        raise SeqeqError(f"{opt('resume')} with other data than the run in {out} was searched on "
+                         "(its training or validation series differ)",
+                         f"Resume with the same data file, {opt('group_col')} and validation "
+                         f"split, or start a new run with another {opt('out')}")
 
 
 def _flag_value(v, key: str = "") -> str:
@@ -242,7 +244,7 @@ def _prepare_run_dir(out: Path, cfg: SearchConfig) -> None:
                     tmp.unlink(missing_ok=True)
     except OSError as e:
         raise SeqeqError(f"cannot create the run directory {out} ({e.strerror or e})",
-                         "Choose a writable --out") from None
+                         f"Choose a writable {opt('out')}") from None
 
 
 def _open_study(cfg: SearchConfig, out: Path):
@@ -264,7 +266,7 @@ def _open_study(cfg: SearchConfig, out: Path):
             url = url.split("@")[-1] if "@" in url else url
         msg = " ".join(str(e).replace(cfg.storage or url, url).split())[:200] or type(e).__name__
         raise SeqeqError(f"cannot open the study storage {url} ({type(e).__name__}: {msg})",
-                         "Check --storage (e.g. postgresql://user@host/db, which needs "
+                         f"Check {opt('storage')} (e.g. postgresql://user@host/db, which needs "
                          "pip install seqeq[postgres]) and that the database is reachable"
                          ) from None
 
@@ -280,8 +282,8 @@ def _check_device(device: str) -> None:
         raise SeqeqError(f"unknown device {device!r}", "Use auto, cpu, cuda or cuda:N")
     n = torch.cuda.device_count() if torch.cuda.is_available() else 0
     if int(idx or 0) >= n:
-        raise SeqeqError(f"--device {device} was asked for but {n} CUDA GPU(s) are available",
-                         "Use --device auto or --device cpu")
+        raise SeqeqError(f"{opt('device', device)} was asked for but {n} CUDA GPU(s) are "
+                         f"available", f"Use {opt('device', 'auto')} or {opt('device', 'cpu')}")
 
 
 def _default_out(dc: DataConfig) -> Path:
@@ -649,8 +651,8 @@ def fit(path: str | Path, *, test: str | Path | None = None, budget_kb: float = 
         trials: int = 20, timeout: float | None = None, seed: int = 0,
         out: str | Path | None = None, fmt: str | None = None, id_col: str | None = None,
         time_col: str | None = None, label_col: str | None = None,
-        group_col: str | None = None, nan: str = "reject", vectors: str = "auto",
-        quiet: bool = True, **search: Any) -> RunResult:
+        group_col: str | None = None, nan: str = "reject", decimal: str | None = None,
+        vectors: str = "auto", quiet: bool = True, **search: Any) -> RunResult:
     """Search, train, export and report on a CSV/Parquet file. Returns a :class:`RunResult`.
 
     ``search`` takes any other :class:`~seqeq.config.SearchConfig` field (``cells``, ``metric``,
@@ -659,7 +661,7 @@ def fit(path: str | Path, *, test: str | Path | None = None, budget_kb: float = 
     """
     dc = DataConfig(path=str(path), test_path=None if test is None else str(test), fmt=fmt,
                     id_col=id_col, time_col=time_col, label_col=label_col, group_col=group_col,
-                    nan=nan, vectors=vectors)
+                    nan=nan, decimal=decimal, vectors=vectors)
     cfg = SearchConfig(budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
                        **_search_kwargs(search))
     return run(dc, cfg, out, quiet=quiet)
@@ -684,11 +686,16 @@ def _search_kwargs(kw: dict) -> dict:
             try:
                 kw = {**kw, "rotate": float(rot)}
             except ValueError:
-                raise SeqeqError(f"--rotate {rot!r} is neither auto nor an angle",
+                raise SeqeqError(f"{opt('rotate')} {rot!r} is neither auto nor an angle",
                                  "Use auto, 0 (no rotation) or a maximum angle such as 30"
                                  ) from None
     if "cells" in kw and isinstance(kw["cells"], str):
-        kw = {**kw, "cells": tuple(c.strip() for c in kw["cells"].split(",") if c.strip())}
+        cells = tuple(c.strip() for c in kw["cells"].split(",") if c.strip())
+        if not cells:
+            raise SeqeqError(f"{opt('cells', kw['cells'])} names no cell",
+                             "Name at least one cell, e.g. gru,tinyrnn, or leave it out to "
+                             "search every cell")
+        kw = {**kw, "cells": cells}
     elif kw.get("cells") is not None:
         kw = {**kw, "cells": tuple(kw["cells"])}
     return kw
@@ -706,7 +713,7 @@ def export(out_path: str | Path, run_dir: str | Path | None = None,
 
 def predict(model_path: str | Path, data: str | Path, *, proba: bool = False,
             fmt: str | None = None, id_col: str | None = None, time_col: str | None = None,
-            label_col: str | None = None, nan: str = "reject"):
+            label_col: str | None = None, nan: str = "reject", decimal: str | None = None):
     """Predict labels (and class probabilities) for every series of ``data`` from an .onnx file
     alone, with onnxruntime (torch is not imported). Returns a pandas DataFrame."""
     import pandas as pd
@@ -715,8 +722,8 @@ def predict(model_path: str | Path, data: str | Path, *, proba: bool = False,
     from .export.runtime import OnnxClassifier
 
     clf = OnnxClassifier(model_path)
-    ds = load_file(data, fmt=fmt, id_col=id_col, time_col=time_col, label_col=label_col,
-                   nan=nan, require_labels=False)
+    ds = load_file(data, layout=fmt, id_col=id_col, time_col=time_col, label_col=label_col,
+                   nan=nan, decimal=decimal, require_labels=False)
     clf.check_channels(ds.channel_names)
     probs = clf.predict_proba(ds.X, ds.lengths)
     ids = ds.ids if ds.ids is not None else np.arange(ds.n_series)

@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from .errors import SeqeqError
+from .errors import SeqeqError, cli_names
 
 app = typer.Typer(
     name="seqeq",
@@ -30,15 +30,19 @@ app = typer.Typer(
 
 @contextmanager
 def _user_errors():
-    """Turn seqeq's errors into one line and exit code 2; anything else into one line and 1."""
+    """Turn seqeq's errors into one line and exit code 2 (a file that could not be written: 1);
+    anything else into one line and 1; a closed stdout (``| head``) into a quiet exit 141."""
     try:
-        yield
+        with cli_names():  # messages name settings as flags (--budget-kb), not as parameters
+            yield
     except SeqeqError as e:
         typer.echo(f"error: {_one_line(e)}", err=True)
-        raise typer.Exit(2) from None
+        raise typer.Exit(e.exit_code) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
+    except BrokenPipeError:
+        _quiet_broken_pipe()
     except typer.Exit:
         raise
     except Exception as e:  # a bug or an environment failure: still no traceback by default
@@ -47,6 +51,17 @@ def _user_errors():
         typer.echo(f"error: {type(e).__name__}: {_one_line(e)} (set SEQEQ_DEBUG=1 for the "
                    "traceback)", err=True)
         raise typer.Exit(1) from None
+
+
+def _quiet_broken_pipe():
+    """The reader of stdout went away (``seqeq predict ... | head -1``): stop without a word,
+    as other command-line tools do, with the shell's code for SIGPIPE (128 + 13)."""
+    try:  # what is still buffered for the closed pipe must not fail again at exit
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
+    raise typer.Exit(141) from None
 
 
 def _one_line(e: BaseException) -> str:
@@ -106,6 +121,10 @@ Vectors = Annotated[str, typer.Option(
     "or T_xacc; a benchmark's own), none, or devices separated by ';', each a comma list of "
     "channels in x,y,z order, e.g. 'ax,ay,az,gx,gy,gz;wx,wy,wz'.")]
 Quiet = Annotated[bool, typer.Option(help="No progress output.")]
+Decimal = Annotated[str | None, typer.Option(
+    help="The decimal mark of numbers in a CSV file: '.' (then ',' may group thousands: "
+    "8,302 = 8302) or ',' (then '.' may: 1.234,5 = 1234.5). Default: detected; a file whose "
+    "numbers read two ways is refused.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
@@ -167,6 +186,7 @@ def fit(
     group_col: Annotated[str | None, typer.Option("--group-col", help="Hold out whole groups "
                                                   "(subject, device) for validation.")] = None,
     nan: Annotated[str, typer.Option(help="reject | fill: what to do with NaN/inf.")] = "reject",
+    decimal: Decimal = None,
     cells: Cells = None,
     metric: Metric = "accuracy",
     epochs: Epochs = 40,
@@ -199,7 +219,7 @@ def fit(
     with _user_errors():
         res = api.fit(path, test=test, budget_kb=budget_kb, trials=trials, timeout=timeout,
                       seed=seed, out=out, fmt=fmt, id_col=id_col, time_col=time_col,
-                      label_col=label_col, group_col=group_col, nan=nan,
+                      label_col=label_col, group_col=group_col, nan=nan, decimal=decimal,
                       quiet=quiet or as_json,
                       cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
                       ensemble=ensemble, rerank=rerank, rerank_folds=rerank_folds,
@@ -302,6 +322,7 @@ def predict(
     time_col: Annotated[str | None, typer.Option("--time-col")] = None,
     label_col: Annotated[str | None, typer.Option("--label-col")] = None,
     nan: Annotated[str, typer.Option(help="reject | fill.")] = "reject",
+    decimal: Decimal = None,
 ):
     """Label every series of DATA with an exported model (onnxruntime only, no torch).
 
@@ -316,7 +337,7 @@ def predict(
             raise SeqeqError(f"--out {out} is not a .csv or .parquet file name",
                              "Use e.g. --out preds.csv or --out preds.parquet")
         df = api.predict(model, data, proba=proba, fmt=fmt, id_col=id_col, time_col=time_col,
-                         label_col=label_col, nan=nan)
+                         label_col=label_col, nan=nan, decimal=decimal)
         if out is None:
             df.to_csv(sys.stdout, index=False)
             return
@@ -390,6 +411,11 @@ def main() -> None:
     except (typer.Abort, KeyboardInterrupt):
         typer.echo("interrupted", err=True)
         sys.exit(130)
+    except BrokenPipeError:
+        try:
+            _quiet_broken_pipe()
+        except typer.Exit as e:
+            sys.exit(e.exit_code)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from .errors import SeqeqError
+from .errors import SeqeqError, opt
 
 __all__ = ["DataConfig", "SearchConfig"]
 
@@ -19,6 +19,8 @@ FINAL_EPOCHS = ("all", "best")
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
 MAX_RERANK = 20
 MAX_RERANK_FOLDS = 10
+#: a CSV file's decimal mark: None (detected), "." or ","
+DECIMALS = (None, ".", ",")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class DataConfig:
     #: hold out whole groups (subject, device, session) for validation
     group_col: str | None = None
     nan: str = "reject"
+    #: a CSV file's decimal mark ("." or ","; None: detected, and an ambiguous file refused)
+    decimal: str | None = None
     data_dir: str | None = None
     #: fraction of the training data held out for validation (and for test without --test)
     val_frac: float = 0.2
@@ -49,9 +53,13 @@ class DataConfig:
         if (self.path is None) == (self.benchmark is None):
             raise SeqeqError("give either a data file or a benchmark name")
         if self.fmt is not None and self.fmt not in FORMATS:
-            raise SeqeqError(f"unknown --format {self.fmt!r}", f"Use one of: {', '.join(FORMATS)}")
+            raise SeqeqError(f"unknown {opt('fmt')} {self.fmt!r}",
+                             f"Use one of: {', '.join(FORMATS)}")
         if self.nan not in NAN_POLICIES:
-            raise SeqeqError(f"unknown --nan policy {self.nan!r}", "Use reject or fill")
+            raise SeqeqError(f"unknown {opt('nan')} policy {self.nan!r}", "Use reject or fill")
+        if self.decimal not in DECIMALS:
+            raise SeqeqError(f"unknown {opt('decimal')} mark {self.decimal!r}",
+                             "Use '.' (1,234.5 = 1234.5) or ',' (1.234,5 = 1234.5)")
         for name, v in (("validation", self.val_frac), ("test", self.test_frac)):
             if not 0.05 <= v <= 0.5:
                 raise SeqeqError(f"{name} fraction {v} is out of range", "Use a value in 0.05-0.5")
@@ -114,50 +122,54 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if not 0 < self.budget_kb < math.inf:
-            raise SeqeqError(f"--budget-kb must be a positive number, got {self.budget_kb}",
-                             "Give the model-size budget in KiB, e.g. --budget-kb 20")
+            raise SeqeqError(f"{opt('budget_kb')} must be a positive number, got {self.budget_kb}",
+                             f"Give the model-size budget in KiB, e.g. {opt('budget_kb', 20)}")
         if self.trials < 1:
-            raise SeqeqError(f"--trials must be at least 1, got {self.trials}",
-                             "Give the number of trials to run, e.g. --trials 20")
+            raise SeqeqError(f"{opt('trials')} must be at least 1, got {self.trials}",
+                             f"Give the number of trials to run, e.g. {opt('trials', 20)}")
         if self.timeout is not None and not 0 < self.timeout < math.inf:
-            raise SeqeqError(f"--timeout must be a positive number of seconds, got "
-                             f"{self.timeout}", "Give e.g. --timeout 600, or leave it out")
+            raise SeqeqError(f"{opt('timeout')} must be a positive number of seconds, got "
+                             f"{self.timeout}", f"Give e.g. {opt('timeout', 600)}, or leave it out")
         if self.metric not in METRICS:
-            raise SeqeqError(f"unknown --metric {self.metric!r}",
+            raise SeqeqError(f"unknown {opt('metric')} {self.metric!r}",
                              f"Use one of: {', '.join(METRICS)}")
         if self.pruner not in PRUNERS:
-            raise SeqeqError(f"unknown --pruner {self.pruner!r}",
+            raise SeqeqError(f"unknown {opt('pruner')} {self.pruner!r}",
                              f"Use one of: {', '.join(PRUNERS)}")
         if self.final_seeds < 1:
-            raise SeqeqError(f"--final-seeds must be at least 1, got {self.final_seeds}",
-                             "Give e.g. --final-seeds 3")
+            raise SeqeqError(f"{opt('final_seeds')} must be at least 1, got {self.final_seeds}",
+                             f"Give e.g. {opt('final_seeds', 3)}")
         from .cells._ensemble import MAX_MEMBERS
 
         if not 1 <= self.ensemble <= MAX_MEMBERS:
-            raise SeqeqError(f"--ensemble must be 1..{MAX_MEMBERS}, got {self.ensemble}",
-                             "Give the number of models to average, e.g. --ensemble 3, or 1")
+            raise SeqeqError(f"{opt('ensemble')} must be 1..{MAX_MEMBERS}, got {self.ensemble}",
+                             f"Give the number of models to average, e.g. {opt('ensemble', 3)}, or 1")
         if self.rerank != 0 and not 2 <= self.rerank <= MAX_RERANK:
-            raise SeqeqError(f"--rerank must be 0 (off) or 2..{MAX_RERANK}, got {self.rerank}",
-                             "Give the number of best trials to re-score, e.g. --rerank 3")
+            raise SeqeqError(f"{opt('rerank')} must be 0 (off) or 2..{MAX_RERANK}, got {self.rerank}",
+                             f"Give the number of best trials to re-score, e.g. {opt('rerank', 3)}")
         if not 3 <= self.rerank_folds <= MAX_RERANK_FOLDS:
-            raise SeqeqError(f"--rerank-folds must be 3..{MAX_RERANK_FOLDS}, got "
-                             f"{self.rerank_folds}", "Give e.g. --rerank-folds 3")
+            raise SeqeqError(f"{opt('rerank_folds')} must be 3..{MAX_RERANK_FOLDS}, got "
+                             f"{self.rerank_folds}", f"Give e.g. {opt('rerank_folds', 3)}")
         if self.final_epochs not in FINAL_EPOCHS:
-            raise SeqeqError(f"unknown --final-epochs {self.final_epochs!r}",
+            raise SeqeqError(f"unknown {opt('final_epochs')} {self.final_epochs!r}",
                              f"Use one of: {', '.join(FINAL_EPOCHS)}")
         if self.workers < 1:
-            raise SeqeqError(f"--workers must be at least 1, got {self.workers}",
-                             "Give e.g. --workers 2, or leave it out")
+            raise SeqeqError(f"{opt('workers')} must be at least 1, got {self.workers}",
+                             f"Give e.g. {opt('workers', 2)}, or leave it out")
         if self.epochs < 1:
-            raise SeqeqError(f"--epochs must be at least 1, got {self.epochs}",
-                             "Give e.g. --epochs 25")
+            raise SeqeqError(f"{opt('epochs')} must be at least 1, got {self.epochs}",
+                             f"Give e.g. {opt('epochs', 25)}")
         if self.quantize not in (None, "int8"):
-            raise SeqeqError(f"unknown --quantize {self.quantize!r}", "Use int8")
+            raise SeqeqError(f"unknown {opt('quantize')} {self.quantize!r}", "Use int8")
         if self.rotate is not None and not 0 <= self.rotate <= 180:
-            raise SeqeqError(f"--rotate {self.rotate:g} is not an angle in 0..180 degrees",
+            raise SeqeqError(f"{opt('rotate', float(self.rotate))} is not an angle in 0..180 degrees",
                              "Use auto, 0 (no rotation) or a maximum angle such as 30")
+        if self.cells is not None and not self.cells:
+            raise SeqeqError(f"{opt('cells')} names no cell",
+                             "Name at least one cell, e.g. gru,tinyrnn, or leave it out to search "
+                             "every cell")
         if self.resume and self.overwrite:
-            raise SeqeqError("--resume and --overwrite contradict each other", "Give only one")
+            raise SeqeqError(f"{opt('resume')} and {opt('overwrite')} contradict each other", "Give only one")
 
     @property
     def budget_bytes(self) -> int:

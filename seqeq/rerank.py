@@ -31,7 +31,7 @@ import optuna
 
 from .config import SearchConfig
 from .datasets import SeqData
-from .errors import SeqeqError
+from .errors import SeqeqError, opt
 
 __all__ = ["RERANK_FILE", "rerank_folds", "rerank_candidates", "rerank"]
 
@@ -52,16 +52,16 @@ def rerank_folds(train: SeqData, val: SeqData, folds: int, seed: int) -> list[np
             n_groups = len(np.unique(train.groups))
             if n_groups < k:
                 raise SeqeqError(
-                    f"--rerank-folds {folds} needs {k} groups besides the validation split, but "
+                    f"{opt('rerank_folds', folds)} needs {k} groups besides the validation split, but "
                     f"the search's training side has {n_groups}",
-                    f"Use --rerank-folds {max(3, n_groups + 1)} or less, or --rerank 0")
+                    f"Use {opt('rerank_folds', max(3, n_groups + 1))} or less, or {opt('rerank', 0)}")
             parts = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
                 np.zeros(n_tr), y, train.groups)
         else:
             if np.bincount(y).max() < k:
                 raise SeqeqError(
-                    f"--rerank-folds {folds} needs a class with {k} series besides the "
-                    f"validation split", "Lower --rerank-folds, or --rerank 0")
+                    f"{opt('rerank_folds', folds)} needs a class with {k} series besides the "
+                    f"validation split", f"Lower {opt('rerank_folds')}, or {opt('rerank', 0)}")
             parts = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(
                 np.zeros(n_tr), y)
         held += [np.sort(h) for _, h in parts]

@@ -21,7 +21,7 @@ import optuna
 from .augment import ROTATE_CHOICES
 from .config import SearchConfig
 from .datasets import SeqData
-from .errors import SeqeqError
+from .errors import SeqeqError, opt
 from .models import ModelSpec, build_model, save_model, spec_size_bytes
 from .search_spaces import feasible_cells, list_families, smallest_size, suggest_spec
 from .search_spaces.portfolio import opening_trials
@@ -62,7 +62,7 @@ def candidate_cells(cfg: SearchConfig, d: int, C: int) -> list[str]:
     cells = list(cfg.cells) if cfg.cells else known
     unknown = [c for c in cells if c not in known]
     if unknown:
-        raise SeqeqError(f"unknown cell(s) in --cells: {', '.join(unknown)}",
+        raise SeqeqError(f"unknown cell(s) in {opt('cells')}: {', '.join(unknown)}",
                          f"Choose from: {', '.join(known)}")
     ok = feasible_cells(cells, d, C, cfg.member_budget_bytes, cfg.bytes_per_param)
     if not ok:
@@ -70,10 +70,10 @@ def candidate_cells(cfg: SearchConfig, d: int, C: int) -> list[str]:
         n = cfg.ensemble
         what = f"an ensemble of {n} models" if n > 1 else "the smallest feasible model"
         raise SeqeqError(
-            f"no model fits --budget-kb {cfg.budget_kb:g}: {what} ({cell}) needs "
+            f"no model fits {opt('budget_kb', cfg.budget_kb)}: {what} ({cell}) needs "
             f"{n * size / 1024:.2f} KiB for {d} channels and {C} classes",
-            f"Raise --budget-kb to at least {math.ceil(n * size / 1024 * 100) / 100:g}"
-            + (" or lower --ensemble" if n > 1 else ""))
+            f"Raise {opt('budget_kb')} to at least {math.ceil(n * size / 1024 * 100) / 100:g}"
+            + (f" or lower {opt('ensemble')}" if n > 1 else ""))
     return ok
 
 

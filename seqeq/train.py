@@ -78,13 +78,13 @@ class TrainResult:
 
 def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``."""
-    from .errors import SeqeqError
+    from .errors import SeqeqError, opt
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise SeqeqError("--device cuda was asked for but no CUDA GPU is available",
-                         "Use --device auto or --device cpu")
+        raise SeqeqError(f"{opt('device', 'cuda')} was asked for but no CUDA GPU is available",
+                         f"Use {opt('device', 'auto')} or {opt('device', 'cpu')}")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
         raise SeqeqError(f"unknown device {device!r}", "Use auto, cpu or cuda")
     return device

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import SeqeqError
+from ..errors import SeqeqError, opt
 from ._dataset import SeqData
 
 __all__ = [
@@ -56,10 +56,13 @@ LABEL_NAMES = ("label", "class", "target", "y", "labels", "class_label", "catego
 GROUP_NAMES = ("group", "groups", "subject", "subject_id", "patient", "patient_id", "participant",
                "participant_id", "user", "user_id")
 
-_CSV_EXT = (".csv", ".tsv", ".txt", ".csv.gz", ".tsv.gz")
+_COMPRESSED = (".gz", ".bz2", ".xz", ".zip")
+_CSV_EXT = tuple(e + z for e in (".csv", ".tsv", ".txt") for z in ("", *_COMPRESSED))
 _PARQUET_EXT = (".parquet", ".pq")
 _LAYOUTS = ("long", "wide", "nested")
 _NAN_POLICIES = ("reject", "fill")
+#: bytes of a CSV file read to find its delimiter and encoding
+_HEAD = 1 << 16
 
 
 # ---- reading the table ---------------------------------------------------------------------
@@ -78,7 +81,8 @@ def _detect_format(path: Path, fmt: str | None) -> str:
         return "parquet"
     raise SeqeqError(
         f"cannot tell the format of {path.name!r} from its extension {path.suffix or '(none)'!r}",
-        "Use a .csv or .parquet file, or pass fmt='csv' / fmt='parquet'",
+        "Use a .csv or .parquet file (.tsv and .txt, and CSV compressed as .gz, .bz2, .xz or "
+        ".zip, also work), or pass fmt='csv' / fmt='parquet'",
     )
 
 
@@ -94,52 +98,186 @@ def _sniff_delimiter(lines: list[str]) -> str:
             n = counts.pop()
             if n > best_n:
                 best, best_n = d, n
+    if best_n == 1:  # ragged lines: the delimiter most lines agree on, so they can be named
+        votes = {d: sum(len(r) > 1 for r in csv.reader(lines, delimiter=d))
+                 for d in (",", ";", "\t", "|")}
+        best = max(votes, key=lambda d: (votes[d], d == ","))
     return best
 
 
-def _read_csv(path: Path) -> tuple[pd.DataFrame, dict]:
-    if path.name.lower().endswith(".gz"):
+def _open_binary(path: Path):
+    """The file's (decompressed) bytes, as pandas will read them."""
+    name = path.name.lower()
+    if name.endswith(".gz"):
         import gzip
 
-        with gzip.open(path, "rb") as f:
-            head = f.read(1 << 16)
-    else:
-        with open(path, "rb") as f:
-            head = f.read(1 << 16)
+        return gzip.open(path, "rb")
+    if name.endswith(".bz2"):
+        import bz2
+
+        return bz2.open(path, "rb")
+    if name.endswith(".xz"):
+        import lzma
+
+        return lzma.open(path, "rb")
+    if name.endswith(".zip"):
+        import zipfile
+
+        zf = zipfile.ZipFile(path)
+        members = [m for m in zf.namelist() if not m.endswith("/")]
+        if len(members) != 1:
+            raise SeqeqError(f"{path.name} holds {len(members)} files; seqeq reads a .zip of one "
+                             "CSV file", "Unzip it and give the CSV file itself")
+        return zf.open(members[0])
+    return open(path, "rb")
+
+
+def _head(path: Path) -> bytes:
+    import lzma
+    import zipfile
+
+    try:
+        with _open_binary(path) as f:
+            return f.read(_HEAD)
+    except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as e:
+        raise SeqeqError(f"cannot decompress {path.name} ({e})",
+                         "Check that the file is complete and compressed as its extension says"
+                         ) from None
+
+
+def _decode_head(path: Path, head: bytes) -> tuple[str, str, bool]:
+    """(text, encoding, has BOM) of the sampled head: UTF-8 (with or without BOM) or UTF-16 with
+    a BOM; anything else is refused rather than read as some other encoding's characters."""
     if head.startswith((b"\xff\xfe", b"\xfe\xff")):
-        encoding, bom = "utf-16", True
-        text = head.decode("utf-16", errors="ignore")
-    else:
-        bom = head.startswith(b"\xef\xbb\xbf")
-        encoding = "utf-8-sig"
-        try:
-            text = head.decode("utf-8-sig")
-        except UnicodeDecodeError as e:
-            if len(head) < 1 << 16 or e.start < len(head) - 4:  # not a character cut at 64 KiB
-                raise SeqeqError(
-                    f"{path.name} is not UTF-8 text (bad byte at offset {e.start})",
-                    "Re-save the file as UTF-8 CSV",
-                ) from None
-            text = head[: e.start].decode("utf-8-sig")
+        return head.decode("utf-16", errors="ignore"), "utf-16", True
+    bom = head.startswith(b"\xef\xbb\xbf")
+    try:
+        return head.decode("utf-8-sig"), "utf-8-sig", bom
+    except UnicodeDecodeError as e:
+        if len(head) < _HEAD or e.start < len(head) - 4:  # not a character cut at the sample end
+            raise _not_utf8(path, e.start) from None
+        return head[: e.start].decode("utf-8-sig"), "utf-8-sig", bom
+
+
+def _not_utf8(path: Path, offset: int | None = None) -> SeqeqError:
+    where = f" (bad byte at offset {offset})" if offset is not None else ""
+    return SeqeqError(f"{path.name} is not UTF-8 text{where}",
+                      "Re-save the file as UTF-8 CSV (e.g. 'CSV UTF-8' in a spreadsheet)")
+
+
+def _field_counts(path: Path, sep: str, encoding: str) -> list[tuple[int, int]]:
+    """(line number, fields) of every row with more fields than the header."""
+    import io as _io
+
+    rows = []
+    with _open_binary(path) as raw, _io.TextIOWrapper(raw, encoding=encoding, newline="") as f:
+        reader = csv.reader(f, delimiter=sep, skipinitialspace=True)
+        n_head = None
+        for row in reader:
+            if not row or not any(x.strip() for x in row):
+                continue
+            if n_head is None:
+                n_head = len(row)
+            elif len(row) > n_head:
+                rows.append((reader.line_num, len(row)))
+    return [(0, n_head or 0), *rows]
+
+
+def _ragged(path: Path, sep: str, encoding: str) -> SeqeqError:
+    """The error naming the rows that have more fields than the header."""
+    (_, n_head), *rows = _field_counts(path, sep, encoding)
+    shown = ", ".join(f"line {ln} has {n}" for ln, n in rows[:3]) + (" ..." if len(rows) > 3
+                                                                      else "")
+    return SeqeqError(
+        f"{len(rows)} row(s) of {path.name} have more fields than its header ({n_head}, "
+        f"delimiter {sep!r}): {shown}",
+        "Remove the extra fields (a stray delimiter, or a value holding the delimiter that "
+        "should be quoted) or add their column names to the header")
+
+
+def _text_columns(path: Path, sep: str, encoding: str, names: dict[str, str | None]
+                  ) -> list[str]:
+    """The header names (as in the file) of the id, label and group columns, read as text so
+    that ids such as '007' and '7' stay two series and a label 'NA' stays a label."""
+    try:
+        header = pd.read_csv(path, sep=sep, encoding=encoding, nrows=0, skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
+        return []
+    raw = list(header.columns)
+    stripped = {str(c).strip(): c for c in raw}
+    lower = {k.lower(): k for k in stripped}
+    out = []
+    for role, known in (("id", ID_NAMES), ("label", LABEL_NAMES), ("group", GROUP_NAMES)):
+        given = names.get(role)
+        if given is not None:
+            hit = stripped.get(given) or stripped.get(lower.get(str(given).lower(), ""))
+        else:
+            hit = next((stripped[lower[n]] for n in known if n in lower), None)
+        if hit is not None and hit not in out:
+            out.append(hit)
+    return out
+
+
+def _read_csv(path: Path, names: dict[str, str | None] | None = None,
+              decimal: str | None = None) -> tuple[pd.DataFrame, dict]:
+    """The table as pandas reads it with nothing guessed: the delimiter is found from the
+    lines, only an empty field is missing (a label 'NA' stays a label), id/label/group columns
+    are text, a row with more fields than the header is refused, and numbers written with a
+    decimal comma are kept as text for :func:`_numbers`."""
+    import warnings
+
+    head = _head(path)
+    text, encoding, bom = _decode_head(path, head)
     if not text.strip():
         raise SeqeqError(f"{path.name} is empty", "Give a CSV file with a header row and data rows")
     lines = [ln for ln in text.splitlines() if ln.strip()]
-    if len(head) == 1 << 16 and len(lines) > 1:
+    if len(head) == _HEAD and len(lines) > 1:
         lines = lines[:-1]  # the last sampled line may be cut short
     sep = _sniff_delimiter(lines[:50])
-    try:
-        df = pd.read_csv(path, sep=sep, encoding=encoding, low_memory=False, skipinitialspace=True)
-    except pd.errors.EmptyDataError:
-        raise SeqeqError(f"{path.name} is empty", "Give a CSV file with a header row and data rows"
-                         ) from None
-    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
-        msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
-        raise SeqeqError(
-            f"cannot parse {path.name} as CSV with delimiter {sep!r} ({msg})",
-            "Check that every row has the same number of fields as the header",
-        ) from None
+    as_text = _text_columns(path, sep, encoding, names or {})
+
+    def read(all_text: bool) -> pd.DataFrame:
+        opts = dict(sep=sep, encoding=encoding, low_memory=False, skipinitialspace=True,
+                    keep_default_na=False, na_values=[""], index_col=False,
+                    dtype=str if all_text else {c: str for c in as_text})
+        try:
+            with warnings.catch_warnings():
+                # more fields than the header: pandas would shift or drop values
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                return pd.read_csv(path, **opts)
+        except pd.errors.EmptyDataError:
+            raise SeqeqError(f"{path.name} is empty",
+                             "Give a CSV file with a header row and data rows") from None
+        except pd.errors.ParserWarning:
+            raise _ragged(path, sep, encoding) from None
+        except UnicodeDecodeError as e:
+            raise _not_utf8(path) from e
+        except (pd.errors.ParserError, ValueError) as e:
+            if "Expected" in str(e) and "fields" in str(e):
+                raise _ragged(path, sep, encoding) from None
+            msg = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise SeqeqError(
+                f"cannot parse {path.name} as CSV with delimiter {sep!r} ({msg})",
+                "Check the file's quoting: every quoted value needs its closing quote") from None
+
+    df = read(all_text=decimal == ",")
+    if decimal is None and sep != "," and _may_have_decimal_commas(df, as_text):
+        df = read(all_text=True)  # a ',' decimal file: every number as written (see _numbers)
     df.columns = [str(c).strip() for c in df.columns]
     return df, {"delimiter": sep, "bom": bom, "encoding": encoding}
+
+
+def _may_have_decimal_commas(df: pd.DataFrame, skip: list[str]) -> bool:
+    """Whether a text column holds a number with a ',' (where '.' in the other columns, read as
+    decimal points, may be thousands separators)."""
+    for c in df.columns:
+        if c in skip or not (pd.api.types.is_object_dtype(df[c])
+                             or pd.api.types.is_string_dtype(df[c])):
+            continue
+        vals = df[c].dropna().astype(str).str.strip()
+        if vals.str.fullmatch(_COMMA_NUMBER).any() and vals.str.contains(",", regex=False).any():
+            return True
+    return False
 
 
 def _read_parquet(path: Path) -> tuple[pd.DataFrame, dict]:
@@ -194,7 +332,8 @@ def _resolve(df: pd.DataFrame, given: str | None, names: Sequence[str], role: st
         hint = _suggest(str(given), cols)
         raise SeqeqError(
             f"{role} column {given!r} is not in the file (columns: {_columns_text(cols)})",
-            f"Did you mean {hint}? Pass {arg}=NAME" if hint else f"Pass {arg}= one of the columns",
+            f"Did you mean {hint}? Pass {opt(arg, placeholder='NAME')}" if hint
+            else f"Pass {opt(arg, placeholder='NAME')} with one of the columns",
         )
     lower = {c.lower(): c for c in cols if c not in taken}
     for n in names:
@@ -204,36 +343,146 @@ def _resolve(df: pd.DataFrame, given: str | None, names: Sequence[str], role: st
 
 
 # ---- value helpers -------------------------------------------------------------------------
-_DECIMAL_COMMA = re.compile(r"^\s*[-+]?\d+,\d+(?:[eE][-+]?\d+)?\s*$")
+#: text a numeric column may hold for a missing value (read as NaN: rejected or filled by ``nan``)
+NA_MARKERS = frozenset({"", "na", "n/a", "nan", "-nan", "+nan", "null", "none", "#n/a", "<na>",
+                        "missing", "?"})
+#: a number written with ',' between groups of three digits and an optional '.' decimal part
+_DOT_NUMBER = re.compile(r"^[-+]?(?:[1-9]\d{0,2}(?:,\d{3})+|\d+)?(?:\.\d*)?(?:[eE][-+]?\d+)?$")
+#: a number written with an optional '.' between groups of three digits and a ',' decimal part
+_COMMA_NUMBER = re.compile(r"^[-+]?(?:[1-9]\d{0,2}(?:\.\d{3})+|\d+)?(?:,\d*)?(?:[eE][-+]?\d+)?$")
+_DECIMAL_NAMES = {".": "'.' (1,234.5 = 1234.5)", ",": "',' (1.234,5 = 1234.5)"}
 
 
-def _to_float(s: pd.Series, col: str, fname: str) -> np.ndarray:
-    """A column as float64, or a SeqeqError naming the first value that is not a number."""
+def _typed_floats(s: pd.Series, col: str, fname: str) -> np.ndarray | None:
+    """A column the reader already typed, as float64; None for a text column."""
     if pd.api.types.is_bool_dtype(s):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_timedelta64_dtype(s):  # durations as seconds
         return s.dt.total_seconds().to_numpy(dtype=np.float64, na_value=np.nan)
-    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_complex_dtype(s):
+    if pd.api.types.is_complex_dtype(s):
+        raise SeqeqError(f"channel column {col!r} in {fname} holds complex numbers",
+                         "Store the real and imaginary parts as two channel columns")
+    if pd.api.types.is_numeric_dtype(s):
         return s.to_numpy(dtype=np.float64, na_value=np.nan)
     if pd.api.types.is_datetime64_any_dtype(s) or isinstance(s.dtype, pd.PeriodDtype):
         raise SeqeqError(f"channel column {col!r} in {fname} holds dates, not numbers",
-                         "Drop it, or name it as the time column with time_col=")
-    num = pd.to_numeric(s, errors="coerce")
-    bad = num.isna() & s.notna()
-    if bad.any():
-        vals = s[bad].astype(str)
-        if vals.map(lambda v: bool(_DECIMAL_COMMA.match(v))).all():  # "1,5" from a ';' CSV
-            fixed = s.astype(str).str.replace(",", ".", regex=False).where(s.notna())
-            num = pd.to_numeric(fixed, errors="coerce")
-            bad = num.isna() & s.notna()
-    if bad.any():
-        first = s[bad].iloc[0]
+                         f"Drop it, or name it as the time column with {opt('time_col')}")
+    return None
+
+
+class _TextNumbers:
+    """One text column's values: those that read as plain numbers, the missing markers, and the
+    rest (numbers with a thousands separator or a decimal comma, or not numbers at all)."""
+
+    def __init__(self, s: pd.Series):
+        text = s.astype(str).str.strip().where(s.notna().to_numpy(), "")
+        text.index = range(len(text))
+        self.text = text
+        self.missing = text.str.lower().isin(NA_MARKERS).to_numpy()
+        plain = pd.to_numeric(text.where(~self.missing, "nan"), errors="coerce")
+        self.values = plain.to_numpy(dtype=np.float64)
+        self.rest = np.flatnonzero(np.isnan(self.values) & ~self.missing)
+        #: plain numbers with a '.', which the ',' convention reads as thousands separators
+        self.dotted = np.flatnonzero(~self.missing & ~np.isnan(self.values)
+                                     & text.str.contains(".", regex=False).to_numpy())
+
+    def _idx(self, mark: str) -> np.ndarray:
+        return self.rest if mark == "." else np.r_[self.rest, self.dotted].astype(np.int64)
+
+    def fits(self, mark: str) -> str | None:
+        """The first value that does not read as a number with ``mark`` as the decimal mark."""
+        vals = self.text.iloc[self._idx(mark)]
+        ok = vals.str.fullmatch(_DOT_NUMBER if mark == "." else _COMMA_NUMBER) & \
+            vals.str.contains(r"\d")
+        return None if ok.all() else str(vals[~ok].iloc[0])
+
+    def floats(self, mark: str) -> np.ndarray:
+        out = self.values.copy()
+        idx = self._idx(mark)
+        vals = self.text.iloc[idx]
+        vals = (vals.str.replace(",", "", regex=False) if mark == "." else
+                vals.str.replace(".", "", regex=False).str.replace(",", ".", regex=False))
+        out[idx] = vals.astype(np.float64).to_numpy()
+        out[self.missing] = np.nan
+        return out
+
+
+def _numbers(df: pd.DataFrame, cols: Sequence[str], fname: str, decimal: str | None,
+             delimiter: str | None) -> tuple[dict[str, np.ndarray], str]:
+    """The numeric columns (channels, or a wide file's time steps) as float64, and the decimal
+    mark they were read with.
+
+    Text numbers are read by one convention for the whole file: '.' as decimal mark (',' may
+    group thousands: "8,302" is 8302) or ',' (with '.' grouping thousands: "1.234,5"). Given
+    ``decimal``, that one; else the one every value fits, where a ','-delimited file never writes
+    ',' as its decimal mark. A file that fits both (only values such as "1,234" in a
+    ';'-delimited file), or neither, is refused naming a value: nothing is read by a guess."""
+    out, texts = {}, {}
+    for c in cols:
+        typed = _typed_floats(df[c], c, fname)
+        if typed is not None:
+            out[c] = typed
+            continue
+        tn = _TextNumbers(df[c])
+        rest = tn.text.iloc[tn.rest]
+        ok = (rest.str.fullmatch(_DOT_NUMBER) | rest.str.fullmatch(_COMMA_NUMBER)) & \
+            rest.str.contains(r"\d")
+        if not ok.all():  # not a number by either convention
+            v = str(rest[~ok].iloc[0])
+            raise SeqeqError(
+                    f"channel column {c!r} in {fname} is not numeric ({int((~ok).sum())} values "
+                    f"such as {v[:40]!r})",
+                    f"Fix or drop the column, or mark it with {opt('id_col')}/"
+                    f"{opt('label_col')}/{opt('group_col')}")
+        texts[c] = tn
+    separated = {c: tn for c, tn in texts.items() if len(tn.rest)}
+    if decimal is not None:
+        mark = decimal
+        for c, tn in texts.items():
+            bad = tn.fits(mark)
+            if bad is not None:
+                raise SeqeqError(
+                    f"channel column {c!r} in {fname} holds {bad[:40]!r}, which is not a number "
+                    f"with {_DECIMAL_NAMES[mark]} as decimal mark",
+                    f"Fix the value, or pass {opt('decimal')} the file's own decimal mark")
+    elif not separated:
+        mark = "."
+    else:
+        mark = _decide_decimal(texts, separated, fname, delimiter)
+    for c, tn in texts.items():
+        out[c] = tn.floats(mark)
+    return out, mark
+
+
+def _decide_decimal(texts: dict, separated: dict, fname: str, delimiter: str | None) -> str:
+    """The one decimal mark that every text number of the file fits (see :func:`_numbers`)."""
+    misfit = {m: next(((c, v) for c, tn in texts.items() if (v := tn.fits(m)) is not None),
+                      None) for m in (".", ",")}
+    if delimiter == "," and misfit["."] is None:
+        return "."
+    if delimiter == ",":
+        c, v = misfit["."]
         raise SeqeqError(
-            f"channel column {col!r} in {fname} is not numeric ({int(bad.sum())} values such as "
-            f"{str(first)[:40]!r})",
-            "Fix or drop the column, or mark it with id_col/label_col/group_col",
-        )
-    return num.to_numpy(dtype=np.float64, na_value=np.nan)
+            f"channel column {c!r} in {fname} holds {v[:40]!r}: a decimal comma in a "
+            "comma-separated file",
+            f"Pass {opt('decimal', ',')} if ',' is the decimal mark, or re-save the file with "
+            "'.' decimals")
+    if misfit["."] is None and misfit[","] is None:
+        c, tn = next(iter(separated.items()))
+        v = str(tn.text.iloc[tn.rest[0]])
+        as_dot, as_comma = float(v.replace(",", "")), float(v.replace(".", "").replace(",", "."))
+        raise SeqeqError(
+            f"channel column {c!r} in {fname} holds numbers such as {v!r}, which read as "
+            f"{as_dot:g} if ',' separates thousands and as {as_comma:g} if ',' is the decimal "
+            "mark",
+            f"Pass {opt('decimal', '.')} or {opt('decimal', ',')} to say which")
+    if misfit["."] is not None and misfit[","] is not None:
+        (c1, v1), (c2, v2) = misfit["."], misfit[","]
+        raise SeqeqError(
+            f"numbers in {fname} are written with two decimal marks ({v1[:30]!r} in column "
+            f"{c1!r} needs ',', {v2[:30]!r} in column {c2!r} needs '.')",
+            f"Re-save the file with one decimal mark, or pass {opt('decimal')} to say which")
+    return "," if misfit["."] is not None else "."
 
 
 def _canonical_labels(values: pd.Series) -> np.ndarray:
@@ -243,14 +492,27 @@ def _canonical_labels(values: pd.Series) -> np.ndarray:
     return canon[codes]
 
 
+#: a number written as text that another writer may write differently ('2.0' for 2, '1.50' for 1.5)
+_PLAIN_DECIMAL = re.compile(r"^[-+]?(?:0|[1-9]\d*)\.\d*$")
+#: an integer as text with nothing that would be lost as int64 (no leading zero, no '+')
+_PLAIN_INT = re.compile(r"^-?(?:0|[1-9]\d{0,17})$")
+
+
 def _label_str(v) -> str:
+    """A label's canonical text: numbers lose their trailing zeros (``2.0`` and ``2`` are one
+    class, whether a file stores them as text or as numbers); other text is kept as written
+    (``'NA'``, ``'007'``), less surrounding spaces."""
     if isinstance(v, (bool, np.bool_)):
         return str(bool(v))
     if isinstance(v, (float, np.floating)):
         return _num_str(float(v))
     if isinstance(v, (int, np.integer)):
         return str(int(v))
-    return str(v).strip()
+    t = str(v).strip()
+    if _PLAIN_DECIMAL.match(t):
+        t = t.rstrip("0").rstrip(".")
+        return "0" if t in ("-0", "+0", "") else t.lstrip("+")
+    return t
 
 
 def _show(v) -> str:
@@ -318,6 +580,8 @@ def _encode_labels(labels: np.ndarray, series_ids: np.ndarray, col: str, fname: 
 
 
 def _id_array(values) -> np.ndarray:
+    """Series ids (or groups) as int64 where every one is an integer, else as text. Text ids are
+    kept as written: '007' and '7' are two series."""
     arr = np.asarray(values)
     if arr.dtype.kind in "iub":
         return arr.astype(np.int64)
@@ -325,8 +589,12 @@ def _id_array(values) -> np.ndarray:
         if np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             return arr.astype(np.int64)
         return arr
-    return np.array([str(v) for v in values.tolist()] if hasattr(values, "tolist")
-                    else [str(v) for v in values])
+    text = [str(v).strip() for v in (values.tolist() if hasattr(values, "tolist") else values)]
+    if text and all(isinstance(v, str) for v in (values.tolist() if hasattr(values, "tolist")
+                                                 else values)) \
+            and all(_PLAIN_INT.match(t) for t in text):
+        return np.array([int(t) for t in text], dtype=np.int64)
+    return np.array(text)
 
 
 def _apply_nan_policy(X: np.ndarray, lengths: np.ndarray, nan: str, ids: np.ndarray,
@@ -341,7 +609,7 @@ def _apply_nan_policy(X: np.ndarray, lengths: np.ndarray, nan: str, ids: np.ndar
             raise SeqeqError(
                 f"{int(bad.sum())} NaN/inf values in {fname}, first in series {_show(ids[i])} at "
                 f"step {t}, channel {channel_names[c]!r}",
-                "Clean the file, or pass nan='fill' (CLI: --nan fill) to forward/back-fill within "
+                f"Clean the file, or pass {opt('nan', 'fill')} to forward/back-fill within "
                 "each series",
             )
         valid = ~bad & inside[:, :, None]
@@ -416,7 +684,7 @@ def _time_values(s: pd.Series, col: str, fname: str) -> np.ndarray:
         bad = s[num.isna()].iloc[0]
         raise SeqeqError(
             f"time column {col!r} of {fname} holds {str(bad)[:40]!r}, neither a number nor a date",
-            "Use numeric steps or ISO timestamps, or pass time_col= another column",
+            f"Use numeric steps or ISO timestamps, or pass {opt('time_col')} another column",
         ) from None
 
 
@@ -427,12 +695,13 @@ def _datetime_order(dt: pd.Series) -> np.ndarray:
     return dt.to_numpy().view("int64").astype(np.float64)
 
 
-def _long(df, fname, id_col, time_col, label_col, group_col, channels):
+def _long(df, fname, id_col, time_col, label_col, group_col, channels, nums):
     if id_col is None:
         raise SeqeqError(
             f"{fname} looks like long format (one row per time step) but has no series id column "
             f"(columns: {_columns_text(df.columns)})",
-            "Add a column naming each row's series (e.g. 'series_id') or pass id_col=NAME",
+            "Add a column naming each row's series (e.g. 'series_id') or pass "
+            f"{opt('id_col', placeholder='NAME')}",
         )
     if not channels:
         raise SeqeqError(f"{fname} has no channel columns besides id/time/label/group",
@@ -459,7 +728,7 @@ def _long(df, fname, id_col, time_col, label_col, group_col, channels):
             )
     starts = np.flatnonzero(np.r_[True, codes_s[1:] != codes_s[:-1]])
     lengths = np.diff(np.r_[starts, len(codes_s)]).astype(np.int64)
-    vals = np.stack([_to_float(df[c], c, fname) for c in channels], axis=1)[order]  # (R, C)
+    vals = np.stack([nums[c] for c in channels], axis=1)[order]  # (R, C)
     pos = np.arange(len(order)) - np.repeat(starts, lengths)
     X = np.zeros((len(starts), int(lengths.max()), len(channels)), dtype=np.float64)
     X[codes_s, pos] = vals
@@ -478,11 +747,11 @@ def _long(df, fname, id_col, time_col, label_col, group_col, channels):
     return X, lengths, labels, groups, ids
 
 
-def _wide(df, fname, id_col, label_col, group_col, steps):
+def _wide(df, fname, id_col, label_col, group_col, steps, nums):
     if not steps:
         raise SeqeqError(f"{fname} has no value columns besides id/label/group",
                          "Wide format needs one column per time step")
-    M = np.stack([_to_float(df[c], c, fname) for c in steps], axis=1)  # (N, T)
+    M = np.stack([nums[c] for c in steps], axis=1)  # (N, T)
     present = ~np.isnan(M)
     lengths = np.where(present.any(axis=1), M.shape[1] - np.argmax(present[:, ::-1], axis=1), 0)
     ids = _id_array(df[id_col]) if id_col is not None else np.arange(len(df), dtype=np.int64)
@@ -491,9 +760,9 @@ def _wide(df, fname, id_col, label_col, group_col, steps):
         dup = df[id_col].duplicated()
         if dup.any():
             raise SeqeqError(
-                f"series id {_show(df[id_col][dup].iloc[0])} appears on several rows of {fname}, "
+                f"series id {_show(ids[dup.to_numpy()][0])} appears on several rows of {fname}, "
                 "which is read as wide format (one row per series)",
-                "Give each row its own id, or pass layout='long' with a time column",
+                f"Give each row its own id, or pass {opt('layout', 'long')} with a time column",
             )
     labels = groups = None
     if label_col is not None and df[label_col].notna().any():
@@ -546,6 +815,8 @@ def _nested(df, fname, id_col, label_col, group_col, list_cols):
                         )
                     a = np.stack([np.asarray(x) for x in a]) if len(a) else a
                 a = a.astype(np.float64)
+            except SeqeqError:
+                raise
             except (ValueError, TypeError):
                 raise SeqeqError(f"channel column {c!r} of {fname} holds non-numeric values "
                                  f"(series {_show(ids[i])})", "Store numbers in the list columns"
@@ -604,11 +875,20 @@ def from_dataframe(
     require_labels: bool = True,
     class_names: Sequence[str] | None = None,
     name: str = "data",
+    decimal: str | None = None,
+    delimiter: str | None = None,
 ) -> SeqData:
-    """Build a :class:`SeqData` from an in-memory table (same rules as :func:`load_file`)."""
+    """Build a :class:`SeqData` from an in-memory table (same rules as :func:`load_file`).
+
+    ``decimal``: the decimal mark of numbers stored as text ("." or ","; None: detected, see
+    :func:`_numbers`); ``delimiter``: the CSV delimiter the table was read with, if any."""
     fname = name
     if nan not in _NAN_POLICIES:
-        raise SeqeqError(f"unknown NaN policy {nan!r}", "Use nan='reject' or nan='fill'")
+        raise SeqeqError(f"unknown NaN policy {nan!r}", f"Use {opt('nan', 'reject')} or "
+                         f"{opt('nan', 'fill')}")
+    if decimal not in (None, ".", ","):
+        raise SeqeqError(f"unknown decimal mark {decimal!r}", f"Use {opt('decimal', '.')} or "
+                         f"{opt('decimal', ',')}")
     if layout is not None and layout not in _LAYOUTS:
         raise SeqeqError(f"unknown layout {layout!r}", "Use layout='long', 'wide' or 'nested'")
     df = df.copy()
@@ -647,7 +927,7 @@ def from_dataframe(
         raise SeqeqError(
             f"no label column in {fname} (looked for {', '.join(LABEL_NAMES[:4])}, ...; columns: "
             f"{_columns_text(df.columns)})",
-            (f"Did you mean {hint}? " if hint else "") + "Pass label_col=NAME (CLI: --label-col)",
+            (f"Did you mean {hint}? " if hint else "") + f"Pass {opt('label_col', placeholder='NAME')}",
         )
     if layout is None:
         if list_cols:
@@ -659,17 +939,22 @@ def from_dataframe(
     rest = [c for c in df.columns if c not in taken]
     if layout != "nested" and list_cols:
         raise SeqeqError(f"{fname} has list columns ({_columns_text(list_cols, 5)}) but is read "
-                         f"as {layout} format", "Pass layout='nested' or flatten the lists")
+                         f"as {layout} format", f"Pass {opt('layout', 'nested')} or flatten the lists")
     if layout == "long":
-        X, lengths, labels, groups, ids = _long(df, fname, idc, tim, lab, grp, rest)
+        if idc is not None and rest:  # (no id or channel: _long says which)
+            nums, notes["decimal"] = _numbers(df, rest, fname, decimal, delimiter)
+        else:
+            nums = {}
+        X, lengths, labels, groups, ids = _long(df, fname, idc, tim, lab, grp, rest, nums)
         channel_names = rest
     elif layout == "wide":
         if tim is not None and time_col is not None:
             raise SeqeqError("time_col does not apply to wide format (columns are the time steps)",
-                             "Drop time_col, or pass layout='long'")
+                             f"Drop {opt('time_col')}, or pass {opt('layout', 'long')}")
         steps = rest + ([tim] if tim is not None else [])
         steps = [c for c in df.columns if c in steps]
-        X, lengths, labels, groups, ids = _wide(df, fname, idc, lab, grp, steps)
+        nums, notes["decimal"] = _numbers(df, steps, fname, decimal, delimiter)
+        X, lengths, labels, groups, ids = _wide(df, fname, idc, lab, grp, steps, nums)
         channel_names = ["value"]
     else:
         if tim is not None and time_col is not None:
@@ -688,7 +973,7 @@ def from_dataframe(
     if labels is None:
         if require_labels:
             raise SeqeqError(f"label column {lab!r} of {fname} is empty",
-                             "Fill in the labels or pass label_col= another column")
+                             f"Fill in the labels or pass {opt('label_col')} another column")
         y, classes = None, [str(c) for c in class_names] if class_names is not None else []
     else:
         y, classes = _encode_labels(labels, ids, lab, fname, class_names,
@@ -711,29 +996,26 @@ def load_file(
     nan: str = "reject",
     require_labels: bool = True,
     class_names: Sequence[str] | None = None,
+    decimal: str | None = None,
 ) -> SeqData:
     """Read a CSV or Parquet file of labelled series (layout long, wide or nested).
 
     ``nan``: ``"reject"`` (default) fails on any NaN/inf inside a series; ``"fill"`` forward- then
     back-fills within each series and channel, then zero. ``require_labels=False`` reads files
     without labels (``y`` is then ``None``). ``class_names``: the training classes, to encode a
-    test file's labels the same way (unknown labels fail, naming them).
+    test file's labels the same way (unknown labels fail, naming them). ``decimal``: the
+    decimal mark of numbers written as text, "." or "," (None: detected; a file whose numbers
+    read two ways, such as only "1,234" in a ';'-delimited file, is refused).
     """
-    path = Path(path)
-    if not path.exists():
-        hint = ""
-        if path.parent.is_dir():
-            close = difflib.get_close_matches(path.name, [p.name for p in path.parent.iterdir()],
-                                              n=1)
-            hint = f"Did you mean {close[0]!r}? " if close else ""
-        raise SeqeqError(f"file {str(path)!r} does not exist", hint + "Check the path")
-    if not path.is_file():
-        raise SeqeqError(f"{str(path)!r} is not a file", "Give the path of a CSV or Parquet file")
+    from .._io import check_input_file
+
+    path = check_input_file(path, "file")
     kind = _detect_format(path, fmt)
     if path.stat().st_size == 0:
         raise SeqeqError(f"{path.name} is empty (0 bytes)", "Give a file with a header and rows")
     if kind == "csv":
-        df, info = _read_csv(path)
+        df, info = _read_csv(path, {"id": id_col, "label": label_col, "group": group_col},
+                             decimal)
     else:
         df, info = _read_parquet(path)
     if len(df.columns) == 1 and kind == "csv" and re.search(r"[;:\t| ]", str(df.columns[0])):
@@ -749,7 +1031,7 @@ def load_file(
     data = from_dataframe(
         df, layout=layout, id_col=id_col, time_col=time_col, label_col=label_col,
         group_col=group_col, nan=nan, require_labels=require_labels, class_names=class_names,
-        name=path.name,
+        name=path.name, decimal=decimal, delimiter=info.get("delimiter"),
     )
     data.name = path.stem
     data.meta.update({"source": str(path), "format": kind, **info})
