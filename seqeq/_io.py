@@ -40,8 +40,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     ``path`` only once complete and on disk: a crash at any point leaves either the old file or
     the new one, never a mix (and at most a stray ``.<name>.*.tmp`` beside it)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise write_error(path, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             if hasattr(os, "fchmod"):
@@ -50,12 +53,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            raise write_error(path, e) from None
         raise
+
+
+def write_error(path: Path, e: OSError):
+    """The :class:`~seqeq.errors.WriteError` for a file that could not be written: which file,
+    why, and that the file as it was (if any) is untouched."""
+    from .errors import WriteError
+
+    return WriteError(f"could not write {path} ({e.strerror or e})",
+                      "Nothing written before was changed; free space on that disk (or give a "
+                      "writable place) and run the command again")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

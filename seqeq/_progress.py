@@ -42,7 +42,13 @@ class SearchProgress:
     def callback(self, study: optuna.Study, trial) -> None:
         if self.progress is None:
             return
+        from .search import counts_toward_trials, trial_error
+
+        if trial is not None and trial_error(trial) is not None:
+            self.progress.console.print(f"  trial {trial.number} ({trial.params.get('cell')}) "
+                                        f"failed: {trial_error(trial)}", markup=False)
         trials = study.get_trials(deepcopy=False)
+        counted = sum(map(counts_toward_trials, trials))
         done = [t for t in trials if t.state in FINISHED]
         best = [t for t in done
                 if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
@@ -57,7 +63,9 @@ class SearchProgress:
         pruned = sum(t.state == optuna.trial.TrialState.PRUNED for t in done)
         if pruned:
             desc += f"  [dim]{pruned} pruned[/dim]"
-        self.progress.update(self.task, completed=min(len(done), self.total), description=desc)
+        if counted > len(done):
+            desc += f"  [dim]{counted - len(done)} failed[/dim]"
+        self.progress.update(self.task, completed=min(counted, self.total), description=desc)
 
     def __exit__(self, *exc):
         if self.progress is not None:

@@ -7,8 +7,10 @@ evaluate the test set once -> save, export ONNX, write the report. The CLI calls
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,8 @@ from .errors import SeqeqError, WriteError, opt
 __all__ = ["RunResult", "fit", "bench", "export", "predict", "run", "load_data", "latest_run"]
 
 RUNS_DIR = Path("runs")
+#: the report's gradient diagnostic (||dh_T/dh_t||) is taken over at most this many first steps
+GRADIENT_WINDOW = 256
 
 
 @dataclass
@@ -161,11 +165,13 @@ def _check_run_dir(out: Path, cfg: SearchConfig, data_fp: str | None = None) -> 
     if cfg.resume and has_run:
         _check_resume_matches(out, cfg, data_fp)
     if out.is_dir() and not has_run and not cfg.overwrite:
-        foreign = sorted(p.name for p in out.iterdir() if not _is_tmp(p))
+        foreign = sorted(p.name for p in out.iterdir()
+                         if not _is_tmp(p) and p.name != LOCK_FILE)
         if foreign:
             raise SeqeqError(f"{opt('out', str(out))} is not empty and holds no seqeq run (it has "
                              f"{len(foreign)} entries, e.g. {foreign[0]!r})",
-                             f"Choose a new or empty directory, or pass {opt('overwrite')} to write "
+                             f"Choose a new or empty directory, or pass {opt('overwrite')} to "
+                             "write "
                              "into it")
 
 
@@ -223,6 +229,73 @@ def _flag_value(v, key: str = "") -> str:
 def _is_tmp(p: Path) -> bool:
     """A temporary file left by :func:`seqeq._io.atomic_write_bytes` in a killed process."""
     return p.is_file() and p.name.startswith(".") and p.name.endswith(".tmp")
+
+
+#: the file in a run directory that the run holding it keeps locked (``flock``) while it runs
+LOCK_FILE = ".seqeq.lock"
+
+
+@contextmanager
+def _run_dir_lock(out: Path):
+    """Hold ``out`` for this process while the block runs: a second run started on the same
+    directory (at the same moment, or while this one runs) is refused, naming the holder. The
+    lock is the operating system's, so a killed run leaves none behind. Yields whether this
+    process created ``out`` (only then may a failed start remove it)."""
+    try:
+        out.mkdir(parents=True)
+        created = True
+    except FileExistsError:
+        created = False
+    except OSError as e:
+        raise SeqeqError(f"cannot create the run directory {out} ({e.strerror or e})",
+                         f"Choose a writable {opt('out')}") from None
+    try:
+        fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    except FileNotFoundError:  # another run that failed to start just removed the directory
+        raise SeqeqError(f"another seqeq run was starting in {out}",
+                         "Run the command again") from None
+    except OSError as e:
+        raise SeqeqError(f"cannot create the run directory {out} ({e.strerror or e})",
+                         f"Choose a writable {opt('out')}") from None
+    try:
+        _flock(fd)
+    except BlockingIOError:
+        holder = os.pread(fd, 64, 0).decode(errors="replace").strip()
+        os.close(fd)
+        raise SeqeqError(f"another seqeq run{f' (pid {holder})' if holder.isdigit() else ''} is "
+                         f"using {out}", f"Wait for it to finish, or choose another "
+                         f"{opt('out')}") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield created
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _flock(fd: int) -> None:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks; runs are not guarded
+        return
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+
+
+def _disk_full(e: BaseException) -> bool:
+    """SQLite (through SQLAlchemy) reports a full disk as an OperationalError, not an OSError."""
+    text = str(e).lower()
+    return type(e).__name__ == "OperationalError" and ("disk is full" in text
+                                                        or "disk i/o error" in text)
+
+
+def _resumable(e: SeqeqError, out: Path, cfg: SearchConfig) -> WriteError:
+    """A file of the run that could not be written, with how to carry on: the study keeps
+    every finished trial, so the same command plus --resume continues where it stopped."""
+    again = ("the same command" if cfg.resume else f"the same command plus {opt('resume')}")
+    problem = e.problem if isinstance(e, WriteError) else (
+        f"could not write the study {out / 'study.db'} (database or disk is full)")
+    return WriteError(problem, f"The files written before it are intact (the finished trials "
+                               f"are in the study); free space on that disk, then run {again}")
 
 
 def _prepare_run_dir(out: Path, cfg: SearchConfig) -> None:
@@ -337,41 +410,59 @@ def run(dc: DataConfig, cfg: SearchConfig, out: str | Path | None = None,
 def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict | None = None,
            val_frac: float = 0.2, quiet: bool = True, keep_model: bool = False) -> RunResult:
     """The pipeline on in-memory data (``test`` may be None: no test evaluation)."""
-    import torch
-
-    from . import __version__
-    from ._io import atomic_write_json
-    from ._progress import SearchProgress, console
-    from .datasets import concat
-    from .models import build_model, combine_models, save_model, spec_size_bytes
-    from .report import write_report
-    from .search import (
-        SearchContext,
-        best_trial,
-        candidate_cells,
-        run_workers,
-        spec_of,
-        train_config_of,
-    )
-    from .train import predict_logits, resolve_device, score, train_model
+    from .search import candidate_cells
+    from .train import resolve_device
 
     t_start = time.perf_counter()
     out = Path(out)
     data_info = data_info or {}
     # validate everything (run dir, device, data, budget, storage) before writing anything
+    train_all.check_trainable()
+    if test is not None:
+        test.check_trainable()
     device = resolve_device(cfg.device)
     _check_device(device)
     train, val, val_how = split_validation(train_all, val_frac, cfg.seed)
     data_fp = f"{train.fingerprint()}-{val.fingerprint()}"
     _check_run_dir(out, cfg, data_fp)  # a resumed run: the same data as its finished trials
     cells = candidate_cells(cfg, train.n_channels, train.n_classes)
+    _say_cost(train, cfg, device, quiet)
     if cfg.rerank:  # folds that cannot be made fail now, not after the search
         from .rerank import rerank_folds
 
         rerank_folds(train, val, cfg.rerank_folds, cfg.seed)
-    study = _open_study(cfg, out) if cfg.storage is not None else None
-    created = not out.exists()
+    with _run_dir_lock(out) as created:
+        try:
+            return _run_locked(train_all, test, cfg, out, data_info, quiet, keep_model, t_start,
+                               device, train, val, val_how, data_fp, cells, created)
+        except WriteError as e:
+            raise _resumable(e, out, cfg) from None
+        except Exception as e:
+            if _disk_full(e):
+                raise _resumable(e, out, cfg) from None
+            raise
+
+
+def _run_locked(train_all, test, cfg: SearchConfig, out: Path, data_info: dict, quiet: bool,
+                keep_model: bool, t_start: float, device: str, train, val, val_how: str,
+                data_fp: str, cells: list[str], created: bool) -> RunResult:
+    """The run, once its inputs are valid and this process holds the run directory: open the
+    study, search, retrain, test once, export and report."""
+    import torch
+
+    from . import __version__
+    from ._io import atomic_write_json
+    from ._progress import SearchProgress, console
+    from .models import save_model, spec_size_bytes
+    from .report import write_report
+    from .search import SearchContext, run_workers
+    from .train import predict_logits, score
+
+    study = None
     try:
+        _check_run_dir(out, cfg, data_fp)  # again, now that no other run can change it
+        if cfg.storage is not None:  # a shared storage that cannot be opened writes nothing
+            study = _open_study(cfg, out)
         _prepare_run_dir(out, cfg)
         if study is None:
             study = _open_study(cfg, out)
@@ -382,6 +473,8 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     except BaseException:
         if created:  # nothing is left behind by a run that never started
             shutil.rmtree(out, ignore_errors=True)
+        elif not (out / "run.json").exists():
+            (out / LOCK_FILE).unlink(missing_ok=True)
         raise
 
     if cfg.resume and cfg.storage is None:
@@ -405,45 +498,14 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         return _finish_interrupted(study, out, cfg, report)
     search_seconds = time.perf_counter() - t_start
 
-    best = best_trial(study)
-    reranked = None
-    if cfg.rerank:
-        best, reranked = _rerank(study, train, val, cfg, device, out, quiet)
-    spec = spec_of(best)
-    # "all": the trial's whole learning-rate schedule. The epoch at which a small validation set
-    # peaked is mostly noise: measured over 3 benchmarks x 2 cells x 3 seeds, the end of the
-    # schedule scored higher on test than the validation-chosen epoch in 16 of 18 runs
-    # (benchmarks/RESULTS.md, "Final retrain length"); "best" stops at that epoch
-    all_epochs = int(best.user_attrs["train"]["epochs"])
-    epochs = (all_epochs if cfg.final_epochs == "all"
-              else max(1, int(best.user_attrs.get("best_epoch") or all_epochs)))
-    full = concat(train, val)
-    mean, std = full.channel_stats()
-    finals = []
-    for k in range(max(cfg.final_seeds, cfg.ensemble)):
-        seed = cfg.seed + 1000 + k
-        model = build_model(spec, seed=seed)
-        model.set_normalisation(mean, std)
-        tcfg = train_config_of(best, device, seed=seed, stop_epoch=epochs)
-        hist = train_model(model, full, tcfg, metric=cfg.metric)
-        fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.metric)
-        rec = {"seed": seed, "model": model, "val_score": fit_score, "history": hist.history}
-        if test is not None:  # the test set, evaluated once per final model
-            pred = predict_logits(model, test).argmax(1)
-            rec.update(test_score=score(test.y, pred, cfg.metric), test_pred=pred)
-        finals.append(rec)
+    try:  # Ctrl-C in re-ranking or the final retrain still hands back the search's best model
+        best, reranked, spec, epochs, finals, chosen, ensemble = _final_models(
+            study, train, val, test, cfg, device, out, quiet)
+    except KeyboardInterrupt:
+        report = _report_base(study, cfg, out, device, cells, t_start, search_seconds, True,
+                              train_all, test, data_info, val_how, train, val)
+        return _finish_interrupted(study, out, cfg, report, during="final retrain")
     test_scores = [f["test_score"] for f in finals if "test_score" in f]
-    ensemble = None
-    if cfg.ensemble > 1:  # the first N final models, averaged into one exported model
-        members = finals[: cfg.ensemble]
-        model, spec = combine_models([f["model"].cpu() for f in members], spec)
-        chosen = {"seed": None, "model": model, "history": members[0]["history"]}
-        if test is not None:
-            chosen["test_pred"] = predict_logits(model, test).argmax(1)
-            chosen["test_score"] = score(test.y, chosen["test_pred"], cfg.metric)
-        ensemble = {"members": cfg.ensemble, "seeds": [f["seed"] for f in members]}
-    else:
-        chosen = max(finals, key=lambda f: f["val_score"])
     model = chosen["model"].cpu()
 
     extra = {"class_names": train.class_names, "channel_names": train.channel_names,
@@ -459,8 +521,9 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     test_int8 = (score(test.y, predict_logits(quantize_model_weights(model), test, device="cpu")
                        .argmax(1), cfg.metric) if test is not None else None)
 
-    Tg = int(val.lengths.min())
-    gx = torch.as_tensor(val.X[: min(8, val.n_series), :Tg])
+    # the diagnostic runs one backward pass per state unit through every step: a bounded window
+    Tg = min(int(val.lengths.min()), GRADIENT_WINDOW)
+    gx = torch.as_tensor(np.asarray(val.X[: min(8, val.n_series), :Tg]))
     grad_norm = gradient_norm_ratio(model, gx).tolist()
 
     report = _report_base(study, cfg, out, device, cells, t_start, search_seconds, interrupted,
@@ -502,6 +565,93 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         extra={"interrupted": interrupted, "onnx": onnx_info, "rerank": reranked,
                **({"model": model} if keep_model else {})},
     )
+
+
+def _final_models(study, train, val, test, cfg: SearchConfig, device: str, out: Path,
+                  quiet: bool):
+    """The chosen trial (re-ranked with ``--rerank``) retrained on train+validation with
+    ``final_seeds`` seeds (the test set evaluated once per model), and the model to export: the
+    best seed's on validation, or the average of the first ``ensemble`` of them."""
+    from .datasets import concat
+    from .models import build_model, combine_models
+    from .search import best_trial, spec_of, train_config_of
+    from .train import predict_logits, score, train_model
+
+    best = best_trial(study)
+    reranked = None
+    if cfg.rerank:
+        best, reranked = _rerank(study, train, val, cfg, device, out, quiet)
+    spec = spec_of(best)
+    # "all": the trial's whole learning-rate schedule. The epoch at which a small validation set
+    # peaked is mostly noise: measured over 3 benchmarks x 2 cells x 3 seeds, the end of the
+    # schedule scored higher on test than the validation-chosen epoch in 16 of 18 runs
+    # (benchmarks/RESULTS.md, "Final retrain length"); "best" stops at that epoch
+    all_epochs = int(best.user_attrs["train"]["epochs"])
+    epochs = (all_epochs if cfg.final_epochs == "all"
+              else max(1, int(best.user_attrs.get("best_epoch") or all_epochs)))
+    full = concat(train, val)
+    mean, std = full.channel_stats()
+    finals = []
+    for k in range(max(cfg.final_seeds, cfg.ensemble)):
+        seed = cfg.seed + 1000 + k
+        model = build_model(spec, seed=seed)
+        model.set_normalisation(mean, std)
+        tcfg = train_config_of(best, device, seed=seed, stop_epoch=epochs)
+        hist = train_model(model, full, tcfg, metric=cfg.metric)
+        fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.metric)
+        rec = {"seed": seed, "model": model, "val_score": fit_score, "history": hist.history}
+        if test is not None:  # the test set, evaluated once per final model
+            pred = predict_logits(model, test).argmax(1)
+            rec.update(test_score=score(test.y, pred, cfg.metric), test_pred=pred)
+        finals.append(rec)
+    ensemble = None
+    if cfg.ensemble > 1:  # the first N final models, averaged into one exported model
+        members = finals[: cfg.ensemble]
+        model, spec = combine_models([f["model"].cpu() for f in members], spec)
+        chosen = {"seed": None, "model": model, "history": members[0]["history"]}
+        if test is not None:
+            chosen["test_pred"] = predict_logits(model, test).argmax(1)
+            chosen["test_score"] = score(test.y, chosen["test_pred"], cfg.metric)
+        ensemble = {"members": cfg.ensemble, "seeds": [f["seed"] for f in members]}
+    else:
+        chosen = max(finals, key=lambda f: f["val_score"])
+    return best, reranked, spec, epochs, finals, chosen, ensemble
+
+
+#: a trial estimated to take longer than this (seconds) is announced before the run starts
+COSTLY_TRIAL_SECONDS = 120.0
+
+
+def _say_cost(train, cfg: SearchConfig, device: str, quiet: bool) -> None:
+    """Before anything runs on huge data (very long series, very many), say what one trial and
+    the whole run will cost at least, measured on this machine, and how to bound it."""
+    import warnings
+
+    from .train import estimate_epoch_seconds
+
+    if cfg.epochs * train.n_series * float(np.mean(train.lengths)) < 2e6:
+        return  # small enough that no trial can take minutes: not worth a measurement
+    trial = cfg.epochs * estimate_epoch_seconds(train, device=device)
+    if trial < COSTLY_TRIAL_SECONDS:
+        return
+    total = trial * (cfg.trials + max(cfg.final_seeds, cfg.ensemble))
+    msg = (f"note: {train.n_series:,} series of up to {train.max_len:,} steps: each trial of "
+           f"{cfg.epochs} epochs takes at least about {_duration(trial)} on this machine, the "
+           f"whole run ({cfg.trials} trials and the final retrain) at least {_duration(total)}. "
+           f"Bound it with {opt('timeout', placeholder='SEC')} (and "
+           f"{opt('trial_timeout', placeholder='SEC')}), fewer {opt('epochs')}, or resample the "
+           "series to fewer steps")
+    if quiet:
+        warnings.warn(msg, stacklevel=3)
+    else:
+        from ._progress import console
+
+        console.print(msg, markup=False)
+
+
+def _duration(sec: float) -> str:
+    return (f"{sec:.0f} s" if sec < 120 else f"{sec / 60:.0f} min" if sec < 7200
+            else f"{sec / 3600:.1f} h")
 
 
 def _rerank(study, train, val, cfg: SearchConfig, device: str, out: Path, quiet: bool):
@@ -602,10 +752,12 @@ def export_model(model_dir: str | Path, out_path: str | Path, quantize: str | No
                        channel_names=meta["channel_names"], quantize=quantize)
 
 
-def _finish_interrupted(study, out: Path, cfg: SearchConfig, report: dict) -> RunResult:
-    """Ctrl-C during the search: hand back the best model so far (checkpointed by the search,
-    no retrain, no test evaluation), a report of the trials so far (``interrupted: true``,
-    ``final: null``), and say how to resume. Finished trials stay in the study."""
+def _finish_interrupted(study, out: Path, cfg: SearchConfig, report: dict,
+                        during: str = "search") -> RunResult:
+    """Ctrl-C during the search or the final retrain: hand back the best model of the search so
+    far (checkpointed by the search, no retrain, no test evaluation), a report of the trials so
+    far (``interrupted: true``, ``final: null``), and say how to resume. Finished trials stay in
+    the study; a resumed run whose search is complete goes straight to the final retrain."""
     from ._progress import console
     from .models import load_model, save_model, spec_size_bytes
     from .report import write_report
@@ -616,7 +768,7 @@ def _finish_interrupted(study, out: Path, cfg: SearchConfig, report: dict) -> Ru
         best = best_trial(study)
         model, spec, meta = load_model(out / CHECKPOINT)
     except SeqeqError:
-        raise SeqeqError("search interrupted before any trial finished",
+        raise SeqeqError(f"{during} interrupted before any trial finished",
                          f"Nothing to export; {resume_hint}") from None
     save_model(model, spec, out / "model", extra=meta)
     onnx_info = export_model(out / "model", out / "best.onnx", quantize=cfg.quantize)
@@ -630,10 +782,10 @@ def _finish_interrupted(study, out: Path, cfg: SearchConfig, report: dict) -> Ru
         "export": onnx_info or None,
     })
     paths = write_report(report, out)
-    console.print(f"[yellow]search interrupted[/yellow]: the best model so far (trial "
-                  f"{trial.number}) is in {out / 'best.onnx'} (not retrained, not tested), the "
-                  f"trials so far in {paths['html']}; finished trials are kept in the study; "
-                  f"{resume_hint}")
+    console.print(f"[yellow]{during} interrupted[/yellow]: the best model of the search so "
+                  f"far (trial {trial.number}) is in {out / 'best.onnx'} (not retrained, not "
+                  f"tested), the trials so far in {paths['html']}; finished trials are kept in "
+                  f"the study; {resume_hint}", markup=True)
     return RunResult(
         run_dir=str(out), best_spec=spec.to_dict(),
         size_bytes=spec_size_bytes(spec, cfg.bytes_per_param), quantize=cfg.quantize,

@@ -143,9 +143,11 @@ class SearchConfig:
 
         if not 1 <= self.ensemble <= MAX_MEMBERS:
             raise SeqeqError(f"{opt('ensemble')} must be 1..{MAX_MEMBERS}, got {self.ensemble}",
-                             f"Give the number of models to average, e.g. {opt('ensemble', 3)}, or 1")
+                             f"Give the number of models to average, e.g. {opt('ensemble', 3)}, "
+                             "or 1")
         if self.rerank != 0 and not 2 <= self.rerank <= MAX_RERANK:
-            raise SeqeqError(f"{opt('rerank')} must be 0 (off) or 2..{MAX_RERANK}, got {self.rerank}",
+            raise SeqeqError(f"{opt('rerank')} must be 0 (off) or 2..{MAX_RERANK}, got "
+                             f"{self.rerank}",
                              f"Give the number of best trials to re-score, e.g. {opt('rerank', 3)}")
         if not 3 <= self.rerank_folds <= MAX_RERANK_FOLDS:
             raise SeqeqError(f"{opt('rerank_folds')} must be 3..{MAX_RERANK_FOLDS}, got "
@@ -162,14 +164,16 @@ class SearchConfig:
         if self.quantize not in (None, "int8"):
             raise SeqeqError(f"unknown {opt('quantize')} {self.quantize!r}", "Use int8")
         if self.rotate is not None and not 0 <= self.rotate <= 180:
-            raise SeqeqError(f"{opt('rotate', float(self.rotate))} is not an angle in 0..180 degrees",
+            raise SeqeqError(f"{opt('rotate', float(self.rotate))} is not an angle in 0..180 "
+                             "degrees",
                              "Use auto, 0 (no rotation) or a maximum angle such as 30")
         if self.cells is not None and not self.cells:
             raise SeqeqError(f"{opt('cells')} names no cell",
                              "Name at least one cell, e.g. gru,tinyrnn, or leave it out to search "
                              "every cell")
         if self.resume and self.overwrite:
-            raise SeqeqError(f"{opt('resume')} and {opt('overwrite')} contradict each other", "Give only one")
+            raise SeqeqError(f"{opt('resume')} and {opt('overwrite')} contradict each other",
+                             "Give only one")
 
     @property
     def budget_bytes(self) -> int:

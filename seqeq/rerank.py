@@ -52,9 +52,10 @@ def rerank_folds(train: SeqData, val: SeqData, folds: int, seed: int) -> list[np
             n_groups = len(np.unique(train.groups))
             if n_groups < k:
                 raise SeqeqError(
-                    f"{opt('rerank_folds', folds)} needs {k} groups besides the validation split, but "
-                    f"the search's training side has {n_groups}",
-                    f"Use {opt('rerank_folds', max(3, n_groups + 1))} or less, or {opt('rerank', 0)}")
+                    f"{opt('rerank_folds', folds)} needs {k} groups besides the validation "
+                    f"split, but the search's training side has {n_groups}",
+                    f"Use {opt('rerank_folds', max(3, n_groups + 1))} or less, or "
+                    f"{opt('rerank', 0)}")
             parts = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed).split(
                 np.zeros(n_tr), y, train.groups)
         else:

@@ -28,7 +28,7 @@ from .search_spaces.portfolio import opening_trials
 from .train import TrainConfig, train_model
 
 __all__ = ["SearchContext", "make_study", "open_study", "run_search", "trial_records", "best_trial",
-           "spec_of", "train_config_of", "FINISHED"]
+           "spec_of", "train_config_of", "FINISHED", "counts_toward_trials", "trial_error"]
 
 # Optuna flags heartbeats, retries and grouped TPE as experimental/deprecated-API; we rely on them
 # deliberately and pin the behaviour with tests, so their warnings are noise for our users.
@@ -39,6 +39,27 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 CHECKPOINT = "checkpoint"
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+#: a search none of whose trials completes stops after this many failed trials in a row
+MAX_FAILURES_IN_A_ROW = 3
+
+
+class TrialFailure(Exception):
+    """A trial's training failed (a numerical or shape error in one configuration): the trial is
+    failed, counts toward ``--trials``, and the search goes on. Its cause is the trial's
+    ``error`` user attribute."""
+
+
+def trial_error(t: optuna.trial.FrozenTrial) -> str | None:
+    """Why a trial failed in its own training (None: it did not, or Ctrl-C / a dead worker cut
+    it short, in which case it is re-queued rather than counted)."""
+    return t.user_attrs.get("error")
+
+
+def counts_toward_trials(t: optuna.trial.FrozenTrial) -> bool:
+    """Completed, pruned, and failed in its own training: what ``--trials`` counts. Trials cut
+    short by Ctrl-C or a dead worker are run again and do not count."""
+    return t.state in FINISHED or (t.state == optuna.trial.TrialState.FAIL
+                                   and trial_error(t) is not None)
 LR_RANGE = (1e-3, 3e-2)
 BATCH_SIZES = (64, 128, 256)
 
@@ -229,6 +250,12 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         except KeyboardInterrupt:  # Optuna fails the trial; say why, so resume re-queues it
             trial.set_user_attr("interrupted", True)
             raise
+        except SeqeqError:  # the user's input, not this configuration: the search stops
+            raise
+        except (RuntimeError, ValueError, FloatingPointError, ZeroDivisionError) as e:
+            msg = " ".join(str(e).split())[:300] or type(e).__name__
+            trial.set_user_attr("error", f"{type(e).__name__}: {msg}")
+            raise TrialFailure(msg) from e
 
     return marked
 
@@ -272,21 +299,62 @@ def run_search(ctx: SearchContext, study: optuna.Study,
     """Run this process's share of the search until ``cfg.trials`` trials have finished
     (completed or pruned, counted over all workers) or ``cfg.timeout`` passes."""
     cfg = ctx.cfg
-    done = len(study.get_trials(deepcopy=False, states=FINISHED))
-    if done >= cfg.trials:
+    if sum(map(counts_toward_trials, study.get_trials(deepcopy=False))) >= cfg.trials:
         return study
-    stop = optuna.study.MaxTrialsCallback(cfg.trials, states=FINISHED)
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # Optuna logs each failed or interrupted trial with its traceback; seqeq says it in one line
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     study.optimize(
         _objective(ctx),
         n_trials=None,
         timeout=cfg.timeout,
-        callbacks=[stop, *(callbacks or [])],
-        catch=(RuntimeError, ValueError, FloatingPointError),
+        callbacks=[_stop_when_done(cfg.trials), *(callbacks or [])],
+        catch=(TrialFailure,),
         gc_after_trial=False,
     )
+    _raise_if_failing(study)
     _wait_for_other_workers(study)
     return study
+
+
+def _failures_in_a_row(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    """The trials that failed in their training since the last one that did not (none when a
+    trial has completed: the search then has a model and goes on to ``--trials``)."""
+    if any(t.state == optuna.trial.TrialState.COMPLETE for t in trials):
+        return []
+    ended = sorted((t for t in trials if counts_toward_trials(t)),
+                   key=lambda t: (t.datetime_complete or t.datetime_start, t.number))
+    run: list[optuna.trial.FrozenTrial] = []
+    for t in ended:
+        run = [*run, t] if trial_error(t) is not None else []
+    return run
+
+
+def _stop_when_done(trials: int) -> Callable:
+    """A study callback: stop at ``trials`` counted trials (:func:`counts_toward_trials`, over
+    all workers), or when the trials keep failing before any completed."""
+
+    def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        ts = study.get_trials(deepcopy=False)
+        if (sum(map(counts_toward_trials, ts)) >= trials
+                or len(_failures_in_a_row(ts)) >= MAX_FAILURES_IN_A_ROW):
+            study.stop()
+
+    return callback
+
+
+def _raise_if_failing(study: optuna.Study) -> None:
+    """A search whose trials all failed ends with one line naming the cause."""
+    ts = study.get_trials(deepcopy=False)
+    fails = _failures_in_a_row(ts)
+    if fails and (len(fails) >= MAX_FAILURES_IN_A_ROW
+                  or not any(t.state in FINISHED for t in ts)):
+        causes = sorted({trial_error(t) for t in fails})
+        raise SeqeqError(
+            f"the search stopped: {len(fails)} trial(s) in a row failed in training and none "
+            f"completed ({causes[0]}" + (f"; and {len(causes) - 1} other cause(s)"
+                                         if len(causes) > 1 else "") + ")",
+            "Check the data (length, channels, values) and the options the message names; the "
+            "failed trials are kept in the study")
 
 
 def _wait_for_other_workers(study: optuna.Study, poll: float = 1.0) -> None:
@@ -303,7 +371,10 @@ def _worker_main(ctx: SearchContext, run_dir: str, worker: int) -> None:
 
     torch.set_num_threads(1)
     study = make_study(ctx.cfg, Path(run_dir), load_if_exists=True, worker=worker)
-    run_search(ctx, study)
+    try:
+        run_search(ctx, study)
+    except (SeqeqError, KeyboardInterrupt):  # the main process says it, once
+        pass
 
 
 def open_study(ctx: SearchContext, study: optuna.Study) -> int:
@@ -348,8 +419,11 @@ def best_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
                                         states=(optuna.trial.TrialState.COMPLETE,))
             if t.value is not None and "spec" in t.user_attrs]
     if not done:
-        raise SeqeqError("the search finished no trial",
-                         "Give it more time (--timeout) or trials (--trials), or check the data")
+        errors = [e for t in study.get_trials(deepcopy=False) if (e := trial_error(t))]
+        why = f" (its trials failed: {errors[-1]})" if errors else ""
+        raise SeqeqError(f"the search completed no trial{why}",
+                         f"Give it more time ({opt('timeout')}) or trials ({opt('trials')}), or "
+                         "check the data")
     return max(done, key=rank_key)
 
 
@@ -379,5 +453,6 @@ def trial_records(study: optuna.Study) -> list[dict]:
             "val_curve": ua.get("val_curve"),
             "interrupted": bool(ua.get("interrupted", False)),
             "opening": bool(ua.get("opening", False)),
+            "error": ua.get("error"),
         })
     return out

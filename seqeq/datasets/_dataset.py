@@ -50,6 +50,41 @@ class SeqData:
             raise ValueError(f"vectors must be (x, y, z) channel triplets below {C}, got "
                              f"{self.vectors}")
 
+    def check_trainable(self) -> None:
+        """A :class:`~seqeq.errors.SeqeqError` for data no model can be trained on: no series,
+        no channel, a series of length 0 (or longer than its padding), labels out of range, or
+        NaN/inf inside a series. Checked once, before a run writes anything."""
+        from ..errors import SeqeqError
+
+        if self.n_series == 0:
+            raise SeqeqError(f"{self.name} holds no series", "Give at least one series per class")
+        if self.n_channels == 0:
+            raise SeqeqError(f"the series of {self.name} have no channels (shape "
+                             f"{tuple(self.X.shape)})", "Give each time step at least one value")
+        if len(self.lengths) != self.n_series:
+            raise SeqeqError(f"{self.name} has {len(self.lengths)} lengths for {self.n_series} "
+                             "series", "Give one length per series")
+        short = np.flatnonzero(self.lengths < 1)
+        if len(short):
+            raise SeqeqError(f"{len(short)} series of {self.name} have length 0 (the first is "
+                             f"series {int(short[0])}; the data has {self.max_len} steps)",
+                             "Drop empty series: a classifier needs at least one time step")
+        if (self.lengths > self.max_len).any():
+            raise SeqeqError(f"{self.name} has series longer than its {self.max_len} steps",
+                             "Give lengths no longer than the padded series")
+        if self.y is not None and len(self.y) and (self.y.min() < 0
+                                                    or self.y.max() >= self.n_classes):
+            raise SeqeqError(f"{self.name} has labels outside its {self.n_classes} classes",
+                             "Encode labels as 0..n_classes-1")
+        if not self.is_lazy:
+            inside = np.arange(self.max_len)[None, :] < self.lengths[:, None]
+            bad = ~np.isfinite(self.X) & inside[:, :, None]
+            if bad.any():
+                i, t, c = (int(v[0]) for v in np.nonzero(bad))
+                raise SeqeqError(f"{int(bad.sum())} NaN/inf values in {self.name}, first in "
+                                 f"series {i} at step {t}, channel {c}",
+                                 "Clean or impute them first")
+
     # ---- shape facts ---------------------------------------------------------------------
     @property
     def n_series(self) -> int:

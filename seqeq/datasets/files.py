@@ -927,7 +927,8 @@ def from_dataframe(
         raise SeqeqError(
             f"no label column in {fname} (looked for {', '.join(LABEL_NAMES[:4])}, ...; columns: "
             f"{_columns_text(df.columns)})",
-            (f"Did you mean {hint}? " if hint else "") + f"Pass {opt('label_col', placeholder='NAME')}",
+            (f"Did you mean {hint}? " if hint else "")
+            + f"Pass {opt('label_col', placeholder='NAME')}",
         )
     if layout is None:
         if list_cols:
@@ -939,7 +940,8 @@ def from_dataframe(
     rest = [c for c in df.columns if c not in taken]
     if layout != "nested" and list_cols:
         raise SeqeqError(f"{fname} has list columns ({_columns_text(list_cols, 5)}) but is read "
-                         f"as {layout} format", f"Pass {opt('layout', 'nested')} or flatten the lists")
+                         f"as {layout} format",
+                         f"Pass {opt('layout', 'nested')} or flatten the lists")
     if layout == "long":
         if idc is not None and rest:  # (no id or channel: _long says which)
             nums, notes["decimal"] = _numbers(df, rest, fname, decimal, delimiter)
