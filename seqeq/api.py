@@ -408,8 +408,10 @@ def run(dc: DataConfig, cfg: SearchConfig, out: str | Path | None = None,
 
 
 def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict | None = None,
-           val_frac: float = 0.2, quiet: bool = True, keep_model: bool = False) -> RunResult:
-    """The pipeline on in-memory data (``test`` may be None: no test evaluation)."""
+           val_frac: float = 0.2, quiet: bool = True, keep_model: bool = False,
+           html: bool = True) -> RunResult:
+    """The pipeline on in-memory data (``test`` may be None: no test evaluation). ``html``:
+    render report.html (report.json is always written)."""
     from .search import candidate_cells
     from .train import resolve_device
 
@@ -434,7 +436,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
     with _run_dir_lock(out) as created:
         try:
             return _run_locked(train_all, test, cfg, out, data_info, quiet, keep_model, t_start,
-                               device, train, val, val_how, data_fp, cells, created)
+                               device, train, val, val_how, data_fp, cells, created, html)
         except WriteError as e:
             raise _resumable(e, out, cfg) from None
         except Exception as e:
@@ -445,7 +447,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
 
 def _run_locked(train_all, test, cfg: SearchConfig, out: Path, data_info: dict, quiet: bool,
                 keep_model: bool, t_start: float, device: str, train, val, val_how: str,
-                data_fp: str, cells: list[str], created: bool) -> RunResult:
+                data_fp: str, cells: list[str], created: bool, html: bool = True) -> RunResult:
     """The run, once its inputs are valid and this process holds the run directory: open the
     study, search, retrain, test once, export and report."""
     import torch
@@ -551,7 +553,7 @@ def _run_locked(train_all, test, cfg: SearchConfig, out: Path, data_info: dict, 
         },
         "export": onnx_info or None,
     })
-    paths = write_report(report, out)
+    paths = write_report(report, out, html=html)
     return RunResult(
         run_dir=str(out), best_spec=spec.to_dict(),
         size_bytes=spec_size_bytes(spec, cfg.bytes_per_param), quantize=cfg.quantize,
@@ -857,10 +859,27 @@ def export(out_path: str | Path, run_dir: str | Path | None = None,
            quantize: str | None = None) -> dict:
     """Export the best model of ``run_dir`` (the latest run if omitted) to ``out_path``."""
     run_dir = Path(run_dir) if run_dir is not None else latest_run()
-    if not (run_dir / "model").is_dir():
+    if not (run_dir / "model" / "model.json").is_file():
         raise SeqeqError(f"{run_dir} holds no finished model",
                          "Pass the directory of a finished `seqeq fit`/`bench` run")
-    return export_model(run_dir / "model", out_path, quantize=quantize)
+    info = export_model(run_dir / "model", out_path, quantize=quantize)
+    return {**info, "run_dir": str(run_dir), **_model_origin(run_dir)}
+
+
+def _model_origin(run_dir: Path) -> dict:
+    """Which model a run's ``model/`` holds: the final retrain's (``"final"``), or, for a run
+    interrupted before it finished, the search's best trial's own (``"search"``, not retrained
+    and not tested)."""
+    import json
+
+    try:
+        meta = json.loads((run_dir / "model" / "model.json").read_text(encoding="utf-8"))
+        extra = meta.get("extra", meta) if isinstance(meta, dict) else {}
+    except (OSError, ValueError):
+        extra = {}
+    if isinstance(extra, dict) and "trial" in extra and "seed" not in extra:
+        return {"origin": "search", "trial": extra.get("trial")}
+    return {"origin": "final", "trial": None}
 
 
 def predict(model_path: str | Path, data: str | Path, *, proba: bool = False,

@@ -307,7 +307,12 @@ def export(
         if out_path.is_dir():
             raise SeqeqError(f"{out_path} is a directory", "Name the output file *.onnx")
         info = api.export(out_path, run_dir=run, quantize=quantize)
-        typer.echo(f"wrote {out_path} ({info.get('file_bytes', 0) / 1024:.1f} KiB)", err=True)
+        what = (f"trial {info['trial']}'s model from the search of {info['run_dir']}, not "
+                "retrained or tested: that run was interrupted (the same command plus --resume "
+                "finishes it)" if info["origin"] == "search"
+                else f"the final model of {info['run_dir']}")
+        typer.echo(f"wrote {out_path} ({info.get('file_bytes', 0) / 1024:.1f} KiB): {what}",
+                   err=True)
 
 
 @app.command()

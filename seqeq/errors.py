@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 
-__all__ = ["SeqeqError", "WriteError", "opt", "cli_names"]
+__all__ = ["SeqeqError", "SeqeqTypeError", "WriteError", "opt", "cli_names"]
 
 _CLI = contextvars.ContextVar("seqeq_cli_names", default=False)
 #: settings whose flag is not their parameter's name
@@ -33,6 +33,11 @@ class SeqeqError(ValueError):
         self.problem = problem
         self.fix = fix
         super().__init__(problem if not fix else f"{problem}. {fix}")
+
+
+class SeqeqTypeError(SeqeqError, TypeError):
+    """Input of the wrong kind (a sparse matrix, objects that are not numbers): both a
+    :class:`SeqeqError` and the ``TypeError`` Python callers expect. Exit code 2."""
 
 
 class WriteError(SeqeqError):

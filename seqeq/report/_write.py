@@ -14,13 +14,15 @@ __all__ = ["write_report", "write_html", "read_report"]
 _REQUIRED = ("schema_version", "data", "search", "trials", "best", "final")
 
 
-def write_report(report: dict, run_dir: str | Path) -> dict[str, Path]:
-    """Finalise ``report`` (see :func:`~seqeq.report._derive.finalise`) and write both files."""
+def write_report(report: dict, run_dir: str | Path, html: bool = True) -> dict[str, Path]:
+    """Finalise ``report`` (see :func:`~seqeq.report._derive.finalise`) and write report.json and
+    (unless ``html`` is False) report.html."""
     run_dir = Path(run_dir)
     r = finalise(report)
     atomic_write_json(run_dir / "report.json", r)
-    atomic_write_text(run_dir / "report.html", render_html(r))
-    return {"json": run_dir / "report.json", "html": run_dir / "report.html"}
+    if html:
+        atomic_write_text(run_dir / "report.html", render_html(r))
+    return {"json": run_dir / "report.json", "html": run_dir / "report.html" if html else ""}
 
 
 def write_html(report: dict, run_dir: str | Path) -> Path:
