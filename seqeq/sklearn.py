@@ -3,9 +3,9 @@
 ``X`` is an array (n_series, T, channels) or a list of (T_i, channels) arrays of unequal lengths
 (a 2-D array (n_series, T) is read as univariate: each row one series). ``fit`` runs the whole
 search on ``X, y`` (validation split from it, final retrain on all of it) and keeps the chosen
-model in memory. With ``out`` the run directory holds the ONNX file, the model and the report; without
-it the run happens in a temporary directory that is removed when ``fit`` returns (no HTML report is
-rendered for it), so repeated fits leave nothing behind.
+model in memory. With ``out`` the run directory holds the ONNX file, the model and the report;
+without it the run happens in a temporary directory that is removed when ``fit`` returns (no HTML
+report is rendered for it), so repeated fits leave nothing behind.
 
 It follows scikit-learn's conventions, checked by its own estimator checks in the test suite:
 bad input raises ``ValueError`` (seqeq's :class:`~seqeq.errors.SeqeqError` is one) naming the
