@@ -143,6 +143,33 @@ def _foreign_dir(t: Path) -> str:
     return str(t / "run")
 
 
+def _long_text(values_a: list[str], sep: str = ";", quote: bool = False) -> str:
+    """A long file of 12 series of 2 steps whose channel 'a' holds ``values_a`` as written."""
+    q = '"' if quote else ""
+    rows = [sep.join(["series_id", "time", "a", "label"])]
+    for i in range(24):
+        v = values_a[i % len(values_a)]
+        rows.append(sep.join([str(i // 2), str(i % 2), f"{q}{v}{q}", "ab"[i // 2 % 2]]))
+    return "\n".join(rows) + "\n"
+
+
+def _loop(t: Path) -> str:
+    (t / "loop.csv").symlink_to(t / "loop.csv")
+    return str(t / "loop.csv")
+
+
+def _dangling(t: Path) -> str:
+    (t / "link.csv").symlink_to(t / "gone.csv")
+    return str(t / "link.csv")
+
+
+def _late_latin1(t: Path) -> str:
+    """UTF-8 for the first 64 KiB, then a Latin-1 byte."""
+    text = good_frame(n=600).to_csv(index=False)
+    data = text.encode() + "9999,0,1.0,2.0,caf\xe9\n".encode("latin-1")
+    return _w(t / "d.csv", data=data)
+
+
 def _report_v99(t: Path, run: Path) -> str:
     d = t / "copy"
     d.mkdir()
@@ -196,6 +223,32 @@ CASES = [
         200)))], ["not a readable parquet file", "re-export"]),
     ("truncated-parquet", lambda t, b: ["fit", _w(t / "d.parquet", data=_parquet_bytes()[:-40])],
      ["not a readable parquet file"]),
+    ("thousands-or-decimal", lambda t, b: ["fit", _w(t / "d.csv", text=_long_text(
+        ["1,234", "5,678", "9,001"]))],
+     ["column 'a'", "'1,234'", "1234 if ',' separates thousands", "1.234 if ',' is the decimal",
+      "--decimal . or --decimal ,"]),
+    ("decimal-comma-in-comma-csv", lambda t, b: ["fit", _w(t / "d.csv", text=_long_text(
+        ["1,5", "2,25"], sep=",", quote=True))],
+     ["'1,5'", "decimal comma in a comma-separated file", "--decimal ,"]),
+    ("two-decimal-marks", lambda t, b: ["fit", _w(t / "d.csv", text=_long_text(
+        ["1,5", "2.75", "3"]))], ["two decimal marks", "'1,5'", "'2.75'", "--decimal"]),
+    ("decimal-unknown", lambda t, b: ["fit", str(b["good"]), "--decimal", "x"],
+     ["unknown --decimal mark 'x'"]),
+    ("ragged-wide-rows", lambda t, b: ["fit", _w(t / "d.csv", text="label,t0,t1\n" + "".join(
+        f"{k % 2},{k},{k + 1}\n" for k in range(10)) + "1,2,3,4\n0,5,6,7,8\n")],
+     ["2 row(s) of d.csv have more fields than its header (3", "line 12 has 4",
+      "line 13 has 5", "remove the extra fields"]),
+    ("not-utf8-after-64k", lambda t, b: ["fit", _late_latin1(t)],
+     ["d.csv is not utf-8 text", "re-save the file as utf-8"]),
+    ("symlink-loop", lambda t, b: ["fit", _loop(t)],
+     ["loop.csv' is a symbolic link that loops", "point the link at the real file"]),
+    ("dangling-symlink", lambda t, b: ["fit", _dangling(t)],
+     ["link.csv' is a symbolic link to", "gone.csv', which does not exist"]),
+    ("data-path-is-a-folder", lambda t, b: ["fit", str(t)], ["is a folder, not a file"]),
+    ("zip-of-two-files", lambda t, b: ["fit", _two_member_zip(t)],
+     ["d.csv.zip holds 2 files", "unzip it"]),
+    ("cells-name-nothing", lambda t, b: ["fit", str(b["good"]), "--cells", ","],
+     ["--cells , names no cell", "leave it out"]),
     ("test-missing", lambda t, b: ["fit", str(b["good"]), "--test", str(t / "test.csv")],
      ["test.csv' does not exist"]),
     ("test-unknown-label", lambda t, b: ["fit", str(b["good"]), "--test", _w(
@@ -324,6 +377,15 @@ CASES = [
     ("report-not-json", lambda t, b: ["report", str(Path(_w(t / "report.json", text="{oops"))
                                                     .parent)], ["not valid json"]),
 ]
+
+
+def _two_member_zip(t: Path) -> str:
+    import zipfile
+
+    with zipfile.ZipFile(t / "d.csv.zip", "w") as z:
+        z.writestr("a.csv", good_frame().to_csv(index=False))
+        z.writestr("b.csv", good_frame().to_csv(index=False))
+    return str(t / "d.csv.zip")
 
 
 def _parquet_bytes() -> bytes:

@@ -477,3 +477,156 @@ def test_fingerprint_follows_every_part_of_the_data():
                make(class_names=["a", "c"]), make(channel_names=["x", "z"])]
     digests = [d.fingerprint() for d in changed]
     assert base not in digests and len(set(digests)) == len(digests)
+
+
+# ---- read as the file means it (issue 18) ----------------------------------------------------
+def test_quoted_thousands_in_a_comma_csv_are_read_as_thousands(tmp_path):
+    """'8,302' in a comma-delimited file was read as 8.302: the stored channel mean was 5.47
+    where the data's is about 5,000."""
+    rows = ["series_id,time,power,label"]
+    vals = ["8,302", "12,044", "1,000.5", "950", "3,001", "7,777"]
+    for i, v in enumerate(vals):
+        rows.append(f'{i // 2},{i % 2},"{v}",{"ab"[i // 2 % 2]}')
+    p = tmp_path / "d.csv"
+    p.write_text("\n".join(rows) + "\n")
+    d = load_file(p)
+    want = [8302, 12044, 1000.5, 950, 3001, 7777]
+    got = [d.X[i // 2, i % 2, 0] for i in range(6)]
+    np.testing.assert_array_equal(got, np.float32(want))
+    assert d.meta["decimal"] == "."
+    mean, _ = d.channel_stats()
+    assert mean[0] == pytest.approx(np.mean(want), rel=1e-6)
+
+
+def test_decimal_comma_file_with_dot_thousands(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("id;t;x;label\n1;0;1.234,5;a\n1;1;0,25;a\n2;0;7;b\n2;1;-3,5;b\n")
+    d = load_file(p)
+    np.testing.assert_array_equal(d.X[:, :, 0], np.float32([[1234.5, 0.25], [7, -3.5]]))
+    assert d.meta["decimal"] == ","
+
+
+def test_an_ambiguous_file_reads_as_the_decimal_option_says(tmp_path):
+    p = tmp_path / "d.csv"
+    p.write_text("id;t;x;label\n1;0;1,234;a\n1;1;5,678;a\n2;0;2,000;b\n2;1;3;b\n")
+    with pytest.raises(SeqeqError, match="read as 1234 if ',' separates thousands"):
+        load_file(p)
+    np.testing.assert_array_equal(load_file(p, decimal=".").X[0, :, 0], [1234, 5678])
+    np.testing.assert_array_equal(load_file(p, decimal=",").X[0, :, 0], np.float32([1.234,
+                                                                                    5.678]))
+
+
+def test_ids_and_labels_are_text_as_written(tmp_path):
+    """'007' and '7' are two series (pandas read both as 7); 'NA' and 'None' are labels (pandas
+    read them as missing); missing-value words in a channel are NaN."""
+    p = tmp_path / "d.csv"
+    p.write_text("series_id,time,x,label\n007,0,1,NA\n007,1,2,NA\n7,0,3,None\n7,1,NA,None\n")
+    d = load_file(p, nan="fill")
+    assert list(d.ids) == ["007", "7"] and d.class_names == ["NA", "None"]
+    np.testing.assert_array_equal(d.X[:, :, 0], [[1, 2], [3, 3]])  # the 'NA' value filled
+
+
+@pytest.mark.parametrize("ext", ["csv.gz", "csv.bz2", "csv.xz", "csv.zip", "tsv.gz"])
+def test_compressed_csv(tmp_path, ext):
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    data = small_data()
+    plain = save_file(data, tmp_path / ("p.tsv" if ext.startswith("tsv") else "p.csv"))
+    raw = plain.read_bytes()
+    p = tmp_path / f"d.{ext}"
+    if ext.endswith("zip"):
+        with zipfile.ZipFile(p, "w") as z:
+            z.writestr("d.csv", raw)
+    else:
+        p.write_bytes({"gz": gzip.compress, "bz2": bz2.compress, "xz": lzma.compress}[
+            ext.rsplit(".", 1)[1]](raw))
+    assert_same(load_file(p), data)
+
+
+def test_a_compressed_file_that_is_not_is_refused(tmp_path):
+    p = tmp_path / "d.csv.gz"
+    p.write_bytes(b"series_id,time,a,label\n1,0,1,a\n")
+    with pytest.raises(SeqeqError, match="cannot decompress d.csv.gz"):
+        load_file(p)
+
+
+_LABEL_POOL = ["walk", "run", "NA", "None", "null", "n/a", "sit down", "a;b", "a,b", 'say "hi"',
+               "é", "007", "7", "-1", "0", "2.5", "x", "1e3"]
+_ID_STYLES = ["int", "text", "zero-padded"]
+
+
+@st.composite
+def written_tables(draw):
+    """(frame as written, per-series truth) in a random layout: the values are float32 numbers
+    (exact in text), ints, labels and ids that pandas would guess wrong."""
+    layout = draw(st.sampled_from(["long", "wide", "nested"]))
+    n = draw(st.integers(2, 7))
+    labels = draw(st.lists(st.sampled_from(_LABEL_POOL), min_size=2, max_size=4, unique=True))
+    id_style = draw(st.sampled_from(_ID_STYLES))
+    C = 1 if layout == "wide" else draw(st.integers(1, 3))
+    num = st.floats(allow_nan=False, allow_infinity=False, width=32, min_value=-1e6,
+                    max_value=1e6) | st.integers(-5000, 5000).map(float)
+    truth = []
+    for i in range(n):
+        T = draw(st.integers(1, 5))
+        X = np.array([[draw(num) for _ in range(C)] for _ in range(T)], dtype=np.float32)
+        sid = {"int": i * 3, "text": f"s{i}", "zero-padded": f"{i:03d}"}[id_style]
+        truth.append({"id": sid, "label": labels[i % len(labels)], "X": X})
+    chans = [f"ch{j}" for j in range(C)]
+    if layout == "long":
+        rows = [{"series_id": s["id"], "time": t, "label": s["label"],
+                 **{c: float(s["X"][t, j]) for j, c in enumerate(chans)}}
+                for s in truth for t in range(len(s["X"]))]
+        df = pd.DataFrame(rows).sample(frac=1.0, random_state=draw(st.integers(0, 99)))
+    elif layout == "wide":
+        T = max(len(s["X"]) for s in truth)
+        df = pd.DataFrame([{"series_id": s["id"], "label": s["label"],
+                            **{f"t{k}": float(s["X"][k, 0]) if k < len(s["X"]) else np.nan
+                               for k in range(T)}} for s in truth])
+    else:
+        df = pd.DataFrame([{"series_id": s["id"], "label": s["label"],
+                            **{c: s["X"][:, j].astype(np.float64).tolist()
+                               for j, c in enumerate(chans)}} for s in truth])
+    return layout, df, truth, chans
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(table=written_tables(), how=st.sampled_from(["minimal", "all", "nonnumeric", "parquet"]),
+       sep=st.sampled_from([",", ";", "\t"]))
+def test_what_seqeq_reads_equals_what_was_written(table, how, sep):
+    """Any valid frame, written through CSV (any quoting, ',' decimals in a ';' file) or
+    Parquet, reads back value for value: every series, its length, its float32 values, its
+    label text and its id. A ';' file whose comma numbers all read two ways may be refused, and
+    then reads right with the decimal mark given."""
+    import csv
+
+    layout, df, truth, chans = table
+    if layout == "nested":
+        how = "parquet"
+    with tempfile.TemporaryDirectory() as tmp:
+        if how == "parquet":
+            path = Path(tmp) / "d.parquet"
+            df.to_parquet(path, index=False)
+        else:
+            path = Path(tmp) / "d.csv"
+            quoting = {"minimal": csv.QUOTE_MINIMAL, "all": csv.QUOTE_ALL,
+                       "nonnumeric": csv.QUOTE_NONNUMERIC}[how]
+            df.to_csv(path, index=False, sep=sep, quoting=quoting,
+                      decimal="," if sep == ";" else ".")
+        try:
+            d = load_file(path)
+        except SeqeqError as e:
+            assert sep == ";" and "if ',' separates thousands" in str(e), str(e)
+            d = load_file(path, decimal=",")
+    assert d.n_series == len(truth) and d.channel_names == (chans if layout != "wide"
+                                                             else ["value"])
+    by_id = {str(i): k for k, i in enumerate(d.ids)}
+    for s in truth:
+        k = by_id[str(s["id"])]
+        T = len(s["X"])
+        assert d.lengths[k] == T
+        np.testing.assert_array_equal(d.X[k, :T], s["X"])
+        assert d.class_names[d.y[k]] == s["label"]
