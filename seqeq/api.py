@@ -266,8 +266,15 @@ def _run_dir_lock(out: Path):
                          f"using {out}", f"Wait for it to finish, or choose another "
                          f"{opt('out')}") from None
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, str(os.getpid()).encode(), 0)
+        except OSError as e:  # a full disk: nothing of this run can be written
+            from ._io import write_error
+
+            if created:
+                shutil.rmtree(out, ignore_errors=True)
+            raise write_error(out / LOCK_FILE, e) from None
         yield created
     finally:
         os.close(fd)  # releases the lock
@@ -291,9 +298,12 @@ def _disk_full(e: BaseException) -> bool:
 def _resumable(e: SeqeqError, out: Path, cfg: SearchConfig) -> WriteError:
     """A file of the run that could not be written, with how to carry on: the study keeps
     every finished trial, so the same command plus --resume continues where it stopped."""
-    again = ("the same command" if cfg.resume else f"the same command plus {opt('resume')}")
     problem = e.problem if isinstance(e, WriteError) else (
         f"could not write the study {out / 'study.db'} (database or disk is full)")
+    if not (out / "run.json").is_file():  # the run never started: nothing of it is kept
+        return WriteError(problem, "Nothing was kept; free space on that disk, then run the "
+                                   "command again")
+    again = ("the same command" if cfg.resume else f"the same command plus {opt('resume')}")
     return WriteError(problem, f"The files written before it are intact (the finished trials "
                                f"are in the study); free space on that disk, then run {again}")
 
@@ -330,6 +340,8 @@ def _open_study(cfg: SearchConfig, out: Path):
     except SeqeqError:
         raise
     except Exception as e:
+        if _disk_full(e):  # not the storage's fault: run_on names the file and the way on
+            raise
         url = cfg.storage or f"sqlite:///{out / 'study.db'}"
         try:
             from sqlalchemy.engine import make_url
@@ -433,16 +445,16 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         from .rerank import rerank_folds
 
         rerank_folds(train, val, cfg.rerank_folds, cfg.seed)
-    with _run_dir_lock(out) as created:
-        try:
+    try:
+        with _run_dir_lock(out) as created:
             return _run_locked(train_all, test, cfg, out, data_info, quiet, keep_model, t_start,
                                device, train, val, val_how, data_fp, cells, created, html)
-        except WriteError as e:
+    except WriteError as e:
+        raise _resumable(e, out, cfg) from None
+    except Exception as e:
+        if _disk_full(e):
             raise _resumable(e, out, cfg) from None
-        except Exception as e:
-            if _disk_full(e):
-                raise _resumable(e, out, cfg) from None
-            raise
+        raise
 
 
 def _run_locked(train_all, test, cfg: SearchConfig, out: Path, data_info: dict, quiet: bool,
