@@ -20,7 +20,7 @@ import math
 
 import torch
 
-from .errors import SeqeqError
+from .errors import SeqeqError, opt
 
 __all__ = ["Vectors", "random_rotations", "rotate_vectors", "detect_vectors", "parse_vectors",
            "describe_vectors", "ROTATE_CHOICES"]
@@ -114,15 +114,17 @@ def parse_vectors(text: str, channel_names: list[str]) -> Vectors:
             continue
         unknown = [c for c in cols if c not in where]
         if unknown:
-            raise SeqeqError(f"--vectors names unknown channel(s) {', '.join(map(repr, unknown))}",
+            raise SeqeqError(f"{opt('vectors')} names unknown channel(s) "
+                             f"{', '.join(map(repr, unknown))}",
                              f"Use channel names of the data: {', '.join(channel_names[:12])}"
                              + (", ..." if len(channel_names) > 12 else ""))
         if len(cols) % 3:
-            raise SeqeqError(f"--vectors body {part.strip()!r} has {len(cols)} channels, not a "
-                             "multiple of 3", "List each sensor's x, y and z channels, in order")
+            raise SeqeqError(f"{opt('vectors')} body {part.strip()!r} has {len(cols)} channels, "
+                             "not a multiple of 3",
+                             "List each sensor's x, y and z channels, in order")
         twice = [c for c in cols if c in seen]
         if twice or len(set(cols)) != len(cols):
-            raise SeqeqError(f"--vectors lists channel {(twice or cols)[0]!r} twice",
+            raise SeqeqError(f"{opt('vectors')} lists channel {(twice or cols)[0]!r} twice",
                              "Name every channel in at most one triplet")
         seen.update(cols)
         idx = [where[c] for c in cols]

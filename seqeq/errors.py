@@ -40,8 +40,9 @@ class SeqeqTypeError(SeqeqError, TypeError):
     :class:`SeqeqError` and the ``TypeError`` Python callers expect. Exit code 2."""
 
 
-class WriteError(SeqeqError):
-    """A file of the run could not be written (disk full, permissions). Exit code 1."""
+class WriteError(SeqeqError, OSError):
+    """A file of the run could not be written (disk full, permissions): both a
+    :class:`SeqeqError` (one line, naming the file) and the ``OSError`` it is. Exit code 1."""
 
     exit_code = 1
 

@@ -171,7 +171,7 @@ def test_search_without_vectors_has_no_rotation_axis(tmp_path, walks):
 
 
 def test_rotate_out_of_range_is_a_clear_error():
-    with pytest.raises(SeqeqError, match="--rotate 200"):
+    with pytest.raises(SeqeqError, match="rotate=200 is not an angle"):
         SearchConfig(rotate=200)
 
 

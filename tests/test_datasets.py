@@ -630,3 +630,11 @@ def test_what_seqeq_reads_equals_what_was_written(table, how, sep):
         assert d.lengths[k] == T
         np.testing.assert_array_equal(d.X[k, :T], s["X"])
         assert d.class_names[d.y[k]] == s["label"]
+
+
+def test_a_time_column_of_non_iso_dates_is_refused_not_guessed(tmp_path):
+    """'01/02/2024' is 1 February or 2 January: the order of steps would be a guess."""
+    p = write(tmp_path, "id,timestamp,v,label\n1,01/02/2024,3,a\n1,02/01/2024,2,a\n"
+                        "2,03/01/2024,5,b\n")
+    with pytest.raises(SeqeqError, match="'01/02/2024', neither a number nor an ISO 8601 date"):
+        load_file(p)

@@ -111,14 +111,14 @@ def test_the_budget_covers_the_whole_ensemble():
     cfg = SearchConfig(budget_kb=6, ensemble=3)
     assert cfg.member_budget_bytes == 2 * 1024
     for n in (0, 17):
-        with pytest.raises(SeqeqError, match="--ensemble must be 1..16"):
+        with pytest.raises(SeqeqError, match="ensemble must be 1..16"):
             SearchConfig(ensemble=n)
     # a budget one model fits but three do not: the error names the ensemble and the way out
     from seqeq.search_spaces import smallest_size
 
     size, _ = smallest_size(["gru"], 9, 2)
     assert candidate_cells(SearchConfig(budget_kb=size / 1024, cells=("gru",)), 9, 2)
-    with pytest.raises(SeqeqError, match="an ensemble of 3 models .* lower --ensemble"):
+    with pytest.raises(SeqeqError, match="an ensemble of 3 models .* lower ensemble"):
         candidate_cells(SearchConfig(budget_kb=size / 1024, cells=("gru",), ensemble=3), 9, 2)
 
 

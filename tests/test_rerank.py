@@ -40,13 +40,13 @@ def test_folds_cover_every_series_once_and_keep_groups_whole(walks, grouped):
 
 def test_folds_that_cannot_be_made_are_a_user_error(walks):
     train, val = _split(walks(n=48, T=8, groups=True), True)  # 6 groups, some held for validation
-    with pytest.raises(SeqeqError, match="--rerank-folds 9 needs 8 groups"):
+    with pytest.raises(SeqeqError, match="rerank_folds=9 needs 8 groups"):
         rerank_folds(train, val, folds=9, seed=0)
 
 
-@pytest.mark.parametrize("kw,msg", [({"rerank": 1}, "--rerank must be 0"),
-                                    ({"rerank": 21}, "--rerank must be 0"),
-                                    ({"rerank": 2, "rerank_folds": 2}, "--rerank-folds must be")])
+@pytest.mark.parametrize("kw,msg", [({"rerank": 1}, "rerank must be 0"),
+                                    ({"rerank": 21}, "rerank must be 0"),
+                                    ({"rerank": 2, "rerank_folds": 2}, "rerank_folds must be")])
 def test_config_bounds(kw, msg):
     with pytest.raises(SeqeqError, match=msg):
         SearchConfig(**kw)

@@ -148,7 +148,7 @@ def test_final_retrain_length_follows_final_epochs(tmp_path, walks, monkeypatch,
 
 
 def test_unknown_final_epochs_is_a_clear_error():
-    with pytest.raises(SeqeqError, match="--final-epochs"):
+    with pytest.raises(SeqeqError, match="unknown final_epochs"):  # the Python API's name
         SearchConfig(final_epochs="last")
 
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from ..errors import SeqeqError
+from ..errors import SeqeqError, opt
 from ._lazy import LazySeries
 
 __all__ = ["SeqData", "pad_series", "stratified_split", "grouped_split", "concat"]
@@ -255,7 +255,8 @@ def grouped_split(groups: np.ndarray, y: np.ndarray, frac: float, seed: int
     uniq = np.unique(groups)
     if len(uniq) < 2:
         raise SeqeqError(f"the group column has only {len(uniq)} distinct value",
-                         "A grouped validation split needs at least 2 groups; drop --group-col")
+                         "A grouped validation split needs at least 2 groups; drop "
+                         f"{opt('group_col')}")
     rng = np.random.default_rng(seed)
     best, best_score = None, None
     for _ in range(64):

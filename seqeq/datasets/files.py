@@ -676,14 +676,16 @@ def _time_values(s: pd.Series, col: str, fname: str) -> np.ndarray:
     if num.notna().all():
         return num.to_numpy(dtype=np.float64)
     try:
-        dt = pd.to_datetime(s, format="mixed")
+        # ISO 8601 only: "01/02/2024" reads as 1 February or 2 January, so it is not guessed
+        dt = pd.to_datetime(s, format="ISO8601", utc=True)
         if dt.isna().any():
             raise ValueError("unparsed time")
         return _datetime_order(dt)
     except (ValueError, TypeError, OverflowError):
         bad = s[num.isna()].iloc[0]
         raise SeqeqError(
-            f"time column {col!r} of {fname} holds {str(bad)[:40]!r}, neither a number nor a date",
+            f"time column {col!r} of {fname} holds {str(bad)[:40]!r}, neither a number nor an "
+            "ISO 8601 date (e.g. 2024-02-01 13:05:00; day/month orders are not guessed)",
             f"Use numeric steps or ISO timestamps, or pass {opt('time_col')} another column",
         ) from None
 
