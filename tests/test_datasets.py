@@ -638,3 +638,21 @@ def test_a_time_column_of_non_iso_dates_is_refused_not_guessed(tmp_path):
                         "2,03/01/2024,5,b\n")
     with pytest.raises(SeqeqError, match="'01/02/2024', neither a number nor an ISO 8601 date"):
         load_file(p)
+
+
+@pytest.mark.parametrize("layout", ["long", "wide", "nested"])
+def test_the_format_option_is_the_layout(tmp_path, layout):
+    """`--format long|wide|nested` names the layout (it was passed as the file format)."""
+    from seqeq.api import load_data
+    from seqeq.config import DataConfig
+
+    data = small_data()
+    if layout == "wide":
+        data = data.subset(np.arange(5))
+        data = SeqData(X=data.X[:, :, :1], lengths=data.lengths, y=data.y,
+                       class_names=data.class_names, channel_names=["acc"], ids=data.ids)
+    ext = "parquet" if layout == "nested" else "csv"
+    path = save_file(data, tmp_path / f"d.{ext}", layout)
+    train, test, _ = load_data(DataConfig(path=str(path), test_path=str(path), fmt=layout))
+    assert train.meta["layout"] == layout
+    assert_same(train, data, channels=layout != "wide")
