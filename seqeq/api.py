@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from .config import DataConfig, SearchConfig
-from .errors import SeqeqError, WriteError, opt
+from .errors import Interrupted, SeqeqError, WriteError, opt
 
 __all__ = ["RunResult", "fit", "bench", "export", "predict", "run", "load_data", "latest_run"]
 
@@ -782,8 +782,8 @@ def _finish_interrupted(study, out: Path, cfg: SearchConfig, report: dict,
         best = best_trial(study)
         model, spec, meta = load_model(out / CHECKPOINT)
     except SeqeqError:
-        raise SeqeqError(f"{during} interrupted before any trial finished",
-                         f"Nothing to export; {resume_hint}") from None
+        raise Interrupted(f"{during} interrupted before any trial finished",
+                          f"Nothing to export; {resume_hint}") from None
     save_model(model, spec, out / "model", extra=meta)
     onnx_info = export_model(out / "model", out / "best.onnx", quantize=cfg.quantize)
     trial = next((t for t in study.get_trials(deepcopy=False)

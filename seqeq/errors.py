@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 
-__all__ = ["SeqeqError", "SeqeqTypeError", "WriteError", "opt", "cli_names"]
+__all__ = ["SeqeqError", "SeqeqTypeError", "WriteError", "Interrupted", "opt", "cli_names"]
 
 _CLI = contextvars.ContextVar("seqeq_cli_names", default=False)
 #: settings whose flag is not their parameter's name
@@ -45,6 +45,13 @@ class WriteError(SeqeqError, OSError):
     :class:`SeqeqError` (one line, naming the file) and the ``OSError`` it is. Exit code 1."""
 
     exit_code = 1
+
+
+class Interrupted(SeqeqError):
+    """Ctrl-C before there was anything to hand back (no trial had finished): what was kept and
+    how to resume. Exit code 130, as for any interruption."""
+
+    exit_code = 130
 
 
 def opt(name: str, value=None, *, placeholder: str | None = None) -> str:

@@ -296,3 +296,27 @@ def test_predict_into_a_closed_pipe_ends_quietly(tmp_path):
     p.wait(timeout=120)
     assert first.startswith(b"id,label")
     assert err == "" and p.returncode == 141
+
+
+def test_ctrl_c_before_any_trial_finished_exits_130_and_keeps_the_study(tmp_path, monkeypatch):
+    import seqeq.search
+
+    sys.path.insert(0, str(TESTS))
+    from test_bad_input import FAST as CLI_FAST
+    from test_bad_input import good_frame
+
+    def pressed(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(seqeq.search, "train_model", pressed)
+    good_frame().to_csv(tmp_path / "good.csv", index=False)
+    out = tmp_path / "run"
+    res = CliRunner().invoke(app, ["fit", str(tmp_path / "good.csv"), *CLI_FAST, "--out",
+                                   str(out)])
+    assert res.exit_code == 130
+    line = res.stderr.strip()
+    assert line.startswith("error: search interrupted before any trial finished"), line
+    assert "--resume" in line and "\n" not in line
+    # the cut-short trial is kept as interrupted and queued again for --resume
+    assert [(t.state.name, t.user_attrs.get("interrupted")) for t in _trials(out)] == [
+        ("FAIL", True), ("WAITING", None)]
