@@ -752,18 +752,22 @@ def _confusion(y_true, y_pred, C: int) -> list[list[int]]:
     return m.tolist()
 
 
-def export_model(model_dir: str | Path, out_path: str | Path, quantize: str | None = None) -> dict:
-    """Export a saved model (``model.json`` + ``model.safetensors``) to ONNX."""
-    from .export import export_onnx
+def export_model(model_dir: str | Path, out_path: str | Path, quantize: str | None = None,
+                 target: str | None = None) -> dict:
+    """Export a saved model (``model.json`` + ``model.safetensors``) to the export target that
+    ``target`` names or ``out_path``'s suffix chooses (:mod:`seqeq.export.targets`)."""
+    from .export.targets import target_for
     from .models import load_model
 
+    writer = target_for(out_path, target)
     model, spec, meta = load_model(model_dir)
     missing = [k for k in ("class_names", "channel_names") if meta.get(k) is None]
     if missing:
         raise SeqeqError(f"the model in {model_dir} has no {' or '.join(missing)}",
                          "Export the model/ folder of a finished seqeq run")
-    return export_onnx(model, spec, out_path, class_names=meta["class_names"],
-                       channel_names=meta["channel_names"], quantize=quantize)
+    return {**writer.write(model, spec, out_path, class_names=meta["class_names"],
+                           channel_names=meta["channel_names"], quantize=quantize),
+            "target": writer.name}
 
 
 def _finish_interrupted(study, out: Path, cfg: SearchConfig, report: dict,
@@ -868,13 +872,17 @@ def _search_kwargs(kw: dict) -> dict:
 
 
 def export(out_path: str | Path, run_dir: str | Path | None = None,
-           quantize: str | None = None) -> dict:
-    """Export the best model of ``run_dir`` (the latest run if omitted) to ``out_path``."""
+           quantize: str | None = None, target: str | None = None) -> dict:
+    """Export the best model of ``run_dir`` (the latest run if omitted) to ``out_path``, as the
+    export target ``target`` names or ``out_path``'s suffix chooses (``.onnx``)."""
+    from .export.targets import target_for
+
+    target_for(out_path, target)  # an unknown target fails before any run is looked up
     run_dir = Path(run_dir) if run_dir is not None else latest_run()
     if not (run_dir / "model" / "model.json").is_file():
         raise SeqeqError(f"{run_dir} holds no finished model",
                          "Pass the directory of a finished `seqeq fit`/`bench` run")
-    info = export_model(run_dir / "model", out_path, quantize=quantize)
+    info = export_model(run_dir / "model", out_path, quantize=quantize, target=target)
     return {**info, "run_dir": str(run_dir), **_model_origin(run_dir)}
 
 

@@ -301,9 +301,10 @@ def export(
     """
     from . import api
 
+    from .export.targets import target_for
+
     with _user_errors():
-        if out_path.suffix != ".onnx":
-            raise SeqeqError(f"{out_path} does not end in .onnx", "Name the output file *.onnx")
+        target_for(out_path)  # the output's suffix chooses the export target
         if out_path.is_dir():
             raise SeqeqError(f"{out_path} is a directory", "Name the output file *.onnx")
         info = api.export(out_path, run_dir=run, quantize=quantize)

@@ -408,3 +408,19 @@ def test_cell_limited_to_short_series(tmp_path):
         torch_logits(model, raw(2, 4), np.array([4, 4]))
     with pytest.raises(SeqeqError, match="length 4"):
         clf.predict(raw(2, 4).numpy())
+
+
+def test_export_targets_are_one_registration_each_chosen_by_suffix(tmp_path):
+    """The seam a new deployment format joins through (issue 19): ONNX is one registration;
+    the output's suffix chooses it; an unknown suffix or name is a clear error."""
+    from seqeq.errors import SeqeqError
+    from seqeq.export.targets import ExportTarget, list_targets, register_target, target_for
+
+    assert [t.name for t in list_targets()][:1] == ["onnx"]
+    assert target_for("m.ONNX").name == "onnx" and target_for("x.bin", "onnx").name == "onnx"
+    with pytest.raises(SeqeqError, match=r"does not end in \.onnx"):
+        target_for("m.txt")
+    with pytest.raises(SeqeqError, match="unknown export target 'tflite'"):
+        target_for("m.onnx", "tflite")
+    with pytest.raises(ValueError, match="already chooses export target 'onnx'"):
+        register_target(ExportTarget("other", (".onnx",), "", lambda *a, **k: {}))

@@ -276,3 +276,16 @@ def test_a_fresh_search_opens_with_its_portfolio_trials_then_samples(tmp_path, w
 def test_no_opening_leaves_the_first_trial_to_the_sampler(tmp_path, walks):
     _, study, queued = _opened_search(tmp_path, walks, opening=False)
     assert queued == 0 and not study.get_trials()
+
+
+def test_every_registered_cell_has_one_search_family_and_every_family_a_cell():
+    """A cell registered without a family would silently never be searched (issue 19)."""
+    from seqeq.cells import list_cells
+    from seqeq.search_spaces import list_families
+    from seqeq.search_spaces._space import Family, register_family
+
+    assert sorted(list_families()) == sorted(list_cells())
+    with pytest.raises(ValueError, match="not registered"):
+        register_family(lambda: Family("nosuchcell", ()))
+    with pytest.raises(ValueError, match="already has a search family"):
+        register_family(lambda: Family("gru", ()))

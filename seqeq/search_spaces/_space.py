@@ -69,7 +69,17 @@ _FAMILIES: dict[str, Family] = {}
 
 
 def register_family(fn: Callable[[], Family]) -> Callable[[], Family]:
+    """Decorator: register the search space of a registered cell (one per cell). A family of an
+    unknown cell, or a second family of one cell, is an error at import, not a cell that is
+    silently never searched; ``tests/test_search.py`` checks that every cell has a family."""
+    from ..cells import list_cells
+
     fam = fn()
+    if fam.cell not in list_cells():
+        raise ValueError(f"search family {fn.__name__!r} names cell {fam.cell!r}, which is not "
+                         f"registered (cells: {', '.join(list_cells())})")
+    if fam.cell in _FAMILIES:
+        raise ValueError(f"cell {fam.cell!r} already has a search family")
     _FAMILIES[fam.cell] = fam
     return fn
 
