@@ -300,7 +300,6 @@ def export(
     Example: seqeq export best.onnx --run runs/har2 --quantize int8
     """
     from . import api
-
     from .export.targets import target_for
 
     with _user_errors():
