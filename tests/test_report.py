@@ -321,3 +321,15 @@ def test_screenshot_in_headless_chromium(run_dir, tmp_path):
 
     im = np.asarray(Image.open(png).convert("L"))
     assert (im < 200).mean() > 0.01  # text and plots were drawn, not a blank page
+
+
+def test_a_report_plot_is_one_registration():
+    """Id, title, caption, size and drawing live in one entry (issue 19): the page's sections
+    follow the registry, and an id cannot be registered twice."""
+    from seqeq.report._html import SECTION_IDS
+    from seqeq.report._plots import PLOTS, Plot, register_plot
+
+    assert [s for s in SECTION_IDS if s.startswith("plot-")] == list(PLOTS)
+    assert all(p.title and p.caption and callable(p.draw) for p in PLOTS.values())
+    with pytest.raises(ValueError, match="already registered"):
+        register_plot(Plot("plot-history", "t", "c", lambda *a: None, lambda r: (1, 1)))

@@ -11,14 +11,13 @@ import html
 from typing import Any
 
 from ._derive import finalise, is_num
-from ._plots import render_plot
+from ._plots import PLOTS, render_plot
 
 __all__ = ["render_html", "SECTION_IDS"]
 
-#: the ids of the page's sections, in order (plot sections appear when there is data to plot)
-SECTION_IDS = ("summary", "data", "search", "model", "final", "plot-size-score", "plot-history",
-               "plot-cells", "plot-confusion", "plot-learning", "plot-gradient",
-               "plot-importances", "trials")
+#: the ids of the page's sections, in order: the fixed sections, every registered plot
+#: (``_plots.PLOTS``; a plot section appears when there is data to plot), the trials table
+SECTION_IDS = ("summary", "data", "search", "model", "final", *PLOTS, "trials")
 
 _CSS = """
 :root{--fg:#1b1f24;--muted:#5b6570;--line:#d8dee4;--bg2:#f5f7f9;--accent:#0b5cad}
@@ -86,40 +85,6 @@ document.querySelectorAll("table.sortable").forEach(function (tbl) {
   });
 });
 """
-
-_CAPTIONS = {
-    "plot-size-score": (
-        "Validation score against model size",
-        "Every trial, coloured by cell type (hollow: pruned, scored up to where it stopped). The "
-        "step line is the Pareto front of completed trials (no smaller trial scores higher); the "
-        "dashed line is the size budget; the star is the chosen model."),
-    "plot-history": (
-        "Optimisation history",
-        "Validation score of each trial in the order the trials ran, and the best completed "
-        "score so far."),
-    "plot-cells": (
-        "Best score per cell type",
-        "The best validation score each searched cell type reached, with its trial counts."),
-    "plot-confusion": (
-        "Test confusion matrix",
-        "The chosen final model on the test set. Rows: true class; columns: predicted class."),
-    "plot-learning": (
-        "Learning curves",
-        "Training loss per epoch of the chosen final model (retrained on training + validation "
-        "data for the best trial's best epoch count), and the validation score per epoch of "
-        "that trial during the search."),
-    "plot-gradient": (
-        "Gradient-norm diagnostic",
-        "How strongly the final state h_T depends on each earlier state h_t (norm of the "
-        "Jacobian, averaged over up to 8 validation series; log scale). A flat curve near 1 "
-        "means gradients neither vanish nor explode along the sequence; a curve that falls "
-        "steeply towards t = 1 means early inputs barely reach the prediction."),
-    "plot-importances": (
-        "Hyperparameter importances",
-        "How much of the spread in validation scores of the completed trials each "
-        "hyperparameter explains."),
-}
-
 
 # ---- formatting ---------------------------------------------------------------------------
 def _e(v: Any) -> str:
@@ -416,21 +381,17 @@ def _final(r: dict) -> str:
 
 
 def _plot_section(name: str, r: dict) -> str:
-    title, cap = _CAPTIONS[name]
-    extra = ""
-    if name == "plot-importances":
-        imp = r.get("importances") or {}
-        if imp.get("note"):
-            extra = f'<p class="note">{_e(imp["note"])}</p>'
-        if imp.get("values") and imp.get("evaluator"):
-            cap += f" Evaluator: Optuna {imp['evaluator']} on {imp.get('n_trials')} trials."
+    plot = PLOTS[name]
+    cap = plot.caption + (plot.caption_more(r) if plot.caption_more else "")
+    note = plot.note(r) if plot.note else None
+    extra = f'<p class="note">{_e(note)}</p>' if note else ""
     svg = render_plot(name, r)
-    if svg is None and name == "plot-confusion":
-        return ""  # no test set: the summary and the final section say so
+    if svg is None and plot.hide_when_empty:
+        return ""
     body = svg if svg is not None else ('<p class="note">Nothing to plot yet (no finished trial '
                                         "with a score).</p>" if not extra else "")
-    wide = " wide" if name == "plot-size-score" else ""
-    return (f'<section id="{name}" class="plot{wide}"><h2>{_e(title)}</h2>'
+    wide = " wide" if plot.wide else ""
+    return (f'<section id="{name}" class="plot{wide}"><h2>{_e(plot.title)}</h2>'
             f'<p class="cap">{_e(cap)}</p>{extra}{body}</section>')
 
 
@@ -485,10 +446,10 @@ def render_html(report: dict) -> str:
     r = report if "derived" in report else finalise(report)
     d = (r.get("data") or {}).get("train") or {}
     title = f"seqeq report: {d.get('name', 'run')}"
-    plots = [_plot_section(n, r) for n in _CAPTIONS]
+    plots = [_plot_section(n, r) for n in PLOTS]
     nav = "".join(f'<a href="#{i}">{_e(t)}</a>' for i, t in (
         ("summary", "Summary"), ("data", "Data"), ("search", "Search"), ("model", "Model"),
-        ("final", "Final models"), ("plot-size-score", "Plots"), ("trials", "Trials")))
+        ("final", "Final models"), (next(iter(PLOTS)), "Plots"), ("trials", "Trials")))
     body = "\n".join([
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">{_e(r.get("created"))} · seqeq {_e(r.get("seqeq_version"))} · '

@@ -11,10 +11,11 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from ._derive import is_num
 
-__all__ = ["PLOTS", "cell_colours", "render_plot"]
+__all__ = ["PLOTS", "Plot", "register_plot", "cell_colours", "render_plot"]
 
 _RC = {
     "svg.fonttype": "path",
@@ -311,20 +312,80 @@ def _confusion_size(report: dict) -> tuple[float, float]:
     return side + 0.8, side
 
 
-#: id -> (draw function, (width, height) in inches or a function of the report giving it)
-PLOTS: dict[str, tuple[Callable, Callable[[dict], tuple[float, float]]]] = {
-    "plot-size-score": (_size_vs_score, lambda r: (9.6, 4.0)),
-    "plot-history": (_history, lambda r: (5.4, 3.0)),
-    "plot-cells": (_best_per_cell, lambda r: (5.4, _cells_height(r))),
-    "plot-confusion": (_confusion, _confusion_size),
-    "plot-learning": (_learning, lambda r: (5.4, 3.0)),
-    "plot-gradient": (_gradient_norm, lambda r: (5.4, 3.0)),
-    "plot-importances": (_importances, lambda r: (5.4, _importance_height(r))),
-}
+@dataclass(frozen=True)
+class Plot:
+    """One report plot, in one entry: its section id, title and caption, how to draw it and at
+    what size (inches, from the report), plus optional extras: ``caption_more`` adds text from
+    the report to the caption, ``note`` gives a note shown above the plot (or instead of it),
+    and ``hide_when_empty`` drops the section when there is nothing to draw."""
+
+    id: str
+    title: str
+    caption: str
+    draw: Callable
+    size: Callable[[dict], tuple[float, float]]
+    wide: bool = False
+    caption_more: Callable[[dict], str] | None = None
+    note: Callable[[dict], str | None] | None = None
+    hide_when_empty: bool = False
+
+
+#: the report's plots by section id, in page order (:func:`register_plot` adds one)
+PLOTS: dict[str, Plot] = {}
+
+
+def register_plot(plot: Plot) -> Plot:
+    """Add a plot to every report; a second plot of one id is an error."""
+    if plot.id in PLOTS:
+        raise ValueError(f"report plot {plot.id!r} is already registered")
+    PLOTS[plot.id] = plot
+    return plot
+
+
+def _importance_caption(r: dict) -> str:
+    imp = r.get("importances") or {}
+    if imp.get("values") and imp.get("evaluator"):
+        return f" Evaluator: Optuna {imp['evaluator']} on {imp.get('n_trials')} trials."
+    return ""
+
+
+for _p in (
+    Plot("plot-size-score", "Validation score against model size",
+         "Every trial, coloured by cell type (hollow: pruned, scored up to where it stopped). "
+         "The step line is the Pareto front of completed trials (no smaller trial scores "
+         "higher); the dashed line is the size budget; the star is the chosen model.",
+         _size_vs_score, lambda r: (9.6, 4.0), wide=True),
+    Plot("plot-history", "Optimisation history",
+         "Validation score of each trial in the order the trials ran, and the best completed "
+         "score so far.", _history, lambda r: (5.4, 3.0)),
+    Plot("plot-cells", "Best score per cell type",
+         "The best validation score each searched cell type reached, with its trial counts.",
+         _best_per_cell, lambda r: (5.4, _cells_height(r))),
+    Plot("plot-confusion", "Test confusion matrix",
+         "The chosen final model on the test set. Rows: true class; columns: predicted class.",
+         _confusion, _confusion_size, hide_when_empty=True),  # no test set: the summary says so
+    Plot("plot-learning", "Learning curves",
+         "Training loss per epoch of the chosen final model (retrained on training + validation "
+         "data for the best trial's best epoch count), and the validation score per epoch of "
+         "that trial during the search.", _learning, lambda r: (5.4, 3.0)),
+    Plot("plot-gradient", "Gradient-norm diagnostic",
+         "How strongly the final state h_T depends on each earlier state h_t (norm of the "
+         "Jacobian, averaged over up to 8 validation series, over at most their first 256 "
+         "steps; log scale). A flat curve near 1 "
+         "means gradients neither vanish nor explode along the sequence; a curve that falls "
+         "steeply towards t = 1 means early inputs barely reach the prediction.",
+         _gradient_norm, lambda r: (5.4, 3.0)),
+    Plot("plot-importances", "Hyperparameter importances",
+         "How much of the spread in validation scores of the completed trials each "
+         "hyperparameter explains.", _importances, lambda r: (5.4, _importance_height(r)),
+         caption_more=_importance_caption,
+         note=lambda r: (r.get("importances") or {}).get("note")),
+):
+    register_plot(_p)
 
 
 def render_plot(name: str, report: dict) -> str | None:
     """The plot ``name`` (a key of :data:`PLOTS`) as an ``<svg>`` string, or None if the report
     holds nothing to draw."""
-    draw, size = PLOTS[name]
-    return _render(draw, report, size(report), prefix=f"{name}-")
+    plot = PLOTS[name]
+    return _render(plot.draw, report, plot.size(report), prefix=f"{name}-")
