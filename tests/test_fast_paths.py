@@ -8,6 +8,7 @@ Float64, every registered cell with each of its ``example_hparams``, equal and u
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -353,3 +354,17 @@ def test_triton_kernel_is_used_when_enabled(monkeypatch):
     with _triton.use_gpu_kernels(False):
         cell.forward_sequence(x, None, h0)
     assert calls == [1]
+
+
+def test_gpu_kernels_are_a_hook_on_the_cell_not_a_name_list():
+    """Like ``fast_loop()``, each cell says whether its configuration has a Triton kernel
+    (issue 19); _triton.py never asks a cell's name."""
+    from seqeq.cells import _triton, list_cells
+
+    with_kernel = {n for n in list_cells() if create_cell(n, 3, 8).gpu_kernel() is not None}
+    assert with_kernel == set(_triton.KERNELS) == {"irnn", "dirnn", "tinyrnn", "ernn", "tarnn",
+                                                   "srnn"}
+    assert create_cell("irnn", 3, 8, h_sign=-1).gpu_kernel() is None
+    assert create_cell("tarnn", 3, 8, variant="code").gpu_kernel() is None
+    src = (Path(_triton.__file__)).read_text()
+    assert "cell.name ==" not in src and "cell.name in" not in src

@@ -155,6 +155,13 @@ class Cell(nn.Module, abc.ABC):
         (fewer ops per step, no autograd graph), or None to use the ``step`` loop. Default None."""
         return None
 
+    def gpu_kernel(self):
+        """The fused GPU kernel for this cell's configuration, a function ``(cell, u, h0,
+        lengths) -> h_T`` from :mod:`seqeq.cells._triton`, or None (the default: on a GPU the
+        fast loop runs). Used for CUDA float32 inputs when the kernels are switched on
+        (:func:`~seqeq.cells._triton.supports` adds those checks)."""
+        return None
+
     def forward_sequence(
         self, x: torch.Tensor, lengths: torch.Tensor | None = None, h0: torch.Tensor | None = None
     ) -> torch.Tensor:

@@ -51,8 +51,6 @@ __all__ = ["available", "supports", "use_gpu_kernels", "gpu_kernels_enabled", "s
 _ENABLED = os.environ.get("SEQEQ_GPU_KERNELS", "0") == "1"
 _ACT = {"relu": 0, "tanh": 1, "sigmoid": 2}
 MAX_D = 128
-#: cells with a kernel
-KERNELS = ("irnn", "dirnn", "tinyrnn", "ernn", "tarnn", "srnn")
 
 
 def available() -> bool:
@@ -74,16 +72,23 @@ def use_gpu_kernels(enabled: bool = True) -> Iterator[None]:
         _ENABLED = old
 
 
+def __getattr__(name: str):
+    if name == "KERNELS":  # the cells whose class has a kernel (``Cell.gpu_kernel``)
+        from ._base import Cell
+        from ._registry import get_cell_class, list_cells
+
+        return tuple(n for n in list_cells()
+                     if get_cell_class(n).gpu_kernel is not Cell.gpu_kernel)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def supports(cell, x: torch.Tensor | None = None) -> bool:
-    """Whether a kernel exists for this cell (and input: CUDA, float32)."""
-    if not available() or cell.name not in KERNELS or cell.hidden_size > MAX_D:
+    """Whether the cell's configuration has a kernel (its ``gpu_kernel()`` hook) that runs this
+    input: Triton and CUDA present, D <= MAX_D, a known activation, a CUDA float32 input."""
+    if not available() or cell.gpu_kernel() is None or cell.hidden_size > MAX_D:
         return False
     if cell.hparams.get("activation", "relu") not in _ACT:
         return False
-    if cell.name == "tarnn" and cell.hparams.get("variant", "paper") != "paper":
-        return False  # the authors'-code variant runs the fast loop
-    if cell.name == "irnn" and cell.hparams.get("h_sign", 1) != 1:
-        return False  # the kernel implements Eq. 5's sign; h_sign=-1 runs the fast loop
     if x is not None and (not x.is_cuda or x.dtype != torch.float32):
         return False
     return True
@@ -724,13 +729,8 @@ def _srnn(cell, u, h0, lengths):
 def sequence(cell, u: torch.Tensor, h0: torch.Tensor, lengths: torch.Tensor | None
              ) -> torch.Tensor:
     """Final state of ``cell`` over prepared inputs ``u`` (B, T, F) from ``h0``; differentiable.
-    Only for cells and inputs :func:`supports` accepts."""
-    if cell.name == "irnn":
-        return _irnn(cell, u, h0, lengths)
-    if cell.name == "ernn":
-        return _ernn(cell, u, h0, lengths)
-    if cell.name == "tarnn":
-        return _tarnn(cell, u, h0, lengths)
-    if cell.name == "srnn":
-        return _srnn(cell, u, h0, lengths)
-    return _deep(cell, u, h0, lengths)
+    Only for cells and inputs :func:`supports` accepts: the cell's ``gpu_kernel()`` runs it."""
+    kernel = cell.gpu_kernel()
+    if kernel is None:
+        raise ValueError(f"cell {cell.name!r} with {cell.hparams} has no GPU kernel")
+    return kernel(cell, u, h0, lengths)

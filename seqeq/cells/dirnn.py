@@ -125,6 +125,11 @@ class _DeepIncremental(Cell):
     def fast_loop(self):
         return _DeepLoop(self)
 
+    def gpu_kernel(self):
+        from . import _triton
+
+        return _triton._deep
+
 
 class _DeepLoop(FastLoop):
     """:meth:`_DeepIncremental.step` over a whole sequence, differentiated by hand (see

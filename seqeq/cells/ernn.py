@@ -111,6 +111,11 @@ class ERNN(Cell):
     def fast_loop(self):
         return _ERNNLoop(self)
 
+    def gpu_kernel(self):
+        from . import _triton
+
+        return _triton._ernn
+
 
 class _ERNNLoop(FastLoop):
     """:meth:`ERNN.step` over a whole sequence, differentiated by hand (see :mod:`._fast`).

@@ -109,6 +109,12 @@ class IRNN(Cell):
     def fast_loop(self):
         return _IRNNLoop(self)
 
+    def gpu_kernel(self):
+        # the kernel implements Eq. 5's sign; h_sign=-1 runs the fast loop
+        from . import _triton
+
+        return _triton._irnn if self.hparams.get("h_sign", 1) == 1 else None
+
 
 class _IRNNLoop(FastLoop):
     """:meth:`IRNN.step` over a whole sequence, differentiated by hand (see :mod:`._fast`).

@@ -81,6 +81,11 @@ class SRNN(Cell):
     def fast_loop(self):
         return _SRNNLoop(self)
 
+    def gpu_kernel(self):
+        from . import _triton
+
+        return _triton._srnn
+
 
 class _SRNNLoop(FastLoop):
     """:meth:`SRNN.step` over a whole sequence, differentiated by hand (see :mod:`._fast`): no

@@ -167,6 +167,12 @@ class TARNN(Cell):
     def fast_loop(self):
         return _TARNNLoop(self)
 
+    def gpu_kernel(self):
+        # the authors'-code variant runs the fast loop
+        from . import _triton
+
+        return _triton._tarnn if self.hparams.get("variant", "paper") == "paper" else None
+
     def regularization(self):
         if self.reg_gamma1 == 0.0 and self.reg_gamma2 == 0.0:
             return super().regularization()
