@@ -6,11 +6,11 @@ Validation happens in ``__post_init__`` and raises :class:`~seqeq.errors.SeqeqEr
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import SeqeqError, opt
 
-__all__ = ["DataConfig", "SearchConfig"]
+__all__ = ["DataConfig", "SearchConfig", "search_options"]
 
 FORMATS = ("long", "wide", "nested")
 NAN_POLICIES = ("reject", "fill")
@@ -118,7 +118,6 @@ class SearchConfig:
     #: rotation augmentation of x/y/z channel triplets, in degrees (None: searched among
     #: ``seqeq.augment.ROTATE_CHOICES``; 0: off); data without triplets is never rotated
     rotate: float | None = None
-    extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not 0 < self.budget_kb < math.inf:
@@ -188,3 +187,29 @@ class SearchConfig:
     @property
     def bytes_per_param(self) -> int:
         return 1 if self.quantize == "int8" else 4
+
+
+def search_options(kw: dict) -> dict:
+    """Search settings given as text (the CLI's ``--cells gru,irnn`` and ``--rotate auto|DEG``)
+    as :class:`SearchConfig` values; other settings pass through."""
+    rot = kw.get("rotate")
+    if isinstance(rot, str):  # the CLI's text: auto or an angle
+        if rot.strip().lower() == "auto":
+            kw = {**kw, "rotate": None}
+        else:
+            try:
+                kw = {**kw, "rotate": float(rot)}
+            except ValueError:
+                raise SeqeqError(f"{opt('rotate')} {rot!r} is neither auto nor an angle",
+                                 "Use auto, 0 (no rotation) or a maximum angle such as 30"
+                                 ) from None
+    if "cells" in kw and isinstance(kw["cells"], str):
+        cells = tuple(c.strip() for c in kw["cells"].split(",") if c.strip())
+        if not cells:
+            raise SeqeqError(f"{opt('cells', kw['cells'])} names no cell",
+                             "Name at least one cell, e.g. gru,tinyrnn, or leave it out to "
+                             "search every cell")
+        kw = {**kw, "cells": cells}
+    elif kw.get("cells") is not None:
+        kw = {**kw, "cells": tuple(kw["cells"])}
+    return kw

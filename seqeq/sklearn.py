@@ -186,10 +186,10 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         raise SeqeqError(f"random_state={rs!r} is not an integer", "Pass an int, or None")
 
     def fit(self, X, y=None, groups=None):
-        from .api import _search_kwargs, run_on
-        from .config import SearchConfig
+        from .config import SearchConfig, search_options
         from .datasets import SeqData
         from .errors import SeqeqError
+        from .run import run_on
 
         Xp, lengths = _to_series(X)
         y = _to_labels(y, len(Xp))
@@ -210,7 +210,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                            seed=self._seed(), metric=self.metric, epochs=self.epochs,
                            final_seeds=self.final_seeds, ensemble=self.ensemble,
                            rerank=self.rerank, opening=self.opening, device=self.device,
-                           **_search_kwargs({"cells": self.cells, "rotate": self.rotate}))
+                           **search_options({"cells": self.cells, "rotate": self.rotate}))
         if self.out is not None:
             res = run_on(data, None, cfg, self.out, data_info={"kind": "array"},
                          quiet=not self.verbose, keep_model=True)

@@ -314,8 +314,8 @@ io_mod.atomic_write_bytes(sys.argv[1], b"new" * 1_000_000)
 
 def test_sigkill_mid_write_leaves_the_previous_file_and_resume_sweeps_the_debris(tmp_path):
     from seqeq._io import atomic_write_bytes, atomic_write_json
-    from seqeq.api import _prepare_run_dir
     from seqeq.config import SearchConfig
+    from seqeq.run.rundir import prepare_run_dir as _prepare_run_dir
 
     run = tmp_path / "run"
     atomic_write_json(run / "run.json", {"ok": 1})

@@ -88,8 +88,8 @@ def test_gradient_diagnostic_runs_over_a_bounded_window(tmp_path, walks):
 
 def test_huge_data_is_announced_with_what_it_costs():
     """Twelve series of 200,000 steps: the run says up front what a trial and the run cost."""
-    from seqeq.api import _say_cost
     from seqeq.datasets import SeqData
+    from seqeq.run.data import say_cost as _say_cost
 
     X = np.zeros((12, 200_000, 3), np.float32)
     d = SeqData(X=X, lengths=np.full(12, 200_000), y=np.repeat([0, 1], 6),
@@ -108,7 +108,7 @@ def test_huge_data_is_announced_with_what_it_costs():
 
 # ---- one run per directory ------------------------------------------------------------------
 def test_a_run_directory_held_by_another_run_is_refused(tmp_path):
-    from seqeq.api import _run_dir_lock
+    from seqeq.run.rundir import run_dir_lock as _run_dir_lock
 
     sys.path.insert(0, str(TESTS))
     from test_bad_input import FAST as CLI_FAST

@@ -1,0 +1,85 @@
+"""Stage 4, the final models: the chosen trial (re-ranked on cross-validation folds with
+``--rerank``) retrained on train+validation with several seeds, the test set evaluated once per
+model, and the model to export: the best seed's, or the average of the first ``--ensemble``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .._progress import console
+from ..config import SearchConfig
+
+__all__ = ["final_models"]
+
+
+def final_models(study, train, val, test, cfg: SearchConfig, device: str, out: Path,
+                  quiet: bool):
+    """The chosen trial (re-ranked with ``--rerank``) retrained on train+validation with
+    ``final_seeds`` seeds (the test set evaluated once per model), and the model to export: the
+    best seed's on validation, or the average of the first ``ensemble`` of them."""
+    from ..datasets import concat
+    from ..models import build_model, combine_models
+    from ..search import best_trial, spec_of, train_config_of
+    from ..train import predict_logits, score, train_model
+
+    best = best_trial(study)
+    reranked = None
+    if cfg.rerank:
+        best, reranked = _rerank(study, train, val, cfg, device, out, quiet)
+    spec = spec_of(best)
+    # "all": the trial's whole learning-rate schedule. The epoch at which a small validation set
+    # peaked is mostly noise: measured over 3 benchmarks x 2 cells x 3 seeds, the end of the
+    # schedule scored higher on test than the validation-chosen epoch in 16 of 18 runs
+    # (benchmarks/RESULTS.md, "Final retrain length"); "best" stops at that epoch
+    all_epochs = int(best.user_attrs["train"]["epochs"])
+    epochs = (all_epochs if cfg.final_epochs == "all"
+              else max(1, int(best.user_attrs.get("best_epoch") or all_epochs)))
+    full = concat(train, val)
+    mean, std = full.channel_stats()
+    finals = []
+    for k in range(max(cfg.final_seeds, cfg.ensemble)):
+        seed = cfg.seed + 1000 + k
+        model = build_model(spec, seed=seed)
+        model.set_normalisation(mean, std)
+        tcfg = train_config_of(best, device, seed=seed, stop_epoch=epochs)
+        hist = train_model(model, full, tcfg, metric=cfg.metric)
+        fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.metric)
+        rec = {"seed": seed, "model": model, "val_score": fit_score, "history": hist.history}
+        if test is not None:  # the test set, evaluated once per final model
+            pred = predict_logits(model, test).argmax(1)
+            rec.update(test_score=score(test.y, pred, cfg.metric), test_pred=pred)
+        finals.append(rec)
+    ensemble = None
+    if cfg.ensemble > 1:  # the first N final models, averaged into one exported model
+        members = finals[: cfg.ensemble]
+        model, spec = combine_models([f["model"].cpu() for f in members], spec)
+        chosen = {"seed": None, "model": model, "history": members[0]["history"]}
+        if test is not None:
+            chosen["test_pred"] = predict_logits(model, test).argmax(1)
+            chosen["test_score"] = score(test.y, chosen["test_pred"], cfg.metric)
+        ensemble = {"members": cfg.ensemble, "seeds": [f["seed"] for f in members]}
+    else:
+        chosen = max(finals, key=lambda f: f["val_score"])
+    return best, reranked, spec, epochs, finals, chosen, ensemble
+
+
+def _rerank(study, train, val, cfg: SearchConfig, device: str, out: Path, quiet: bool):
+    """``--rerank``: the best trial after re-scoring the top few on cross-validation folds."""
+    from ..rerank import rerank
+
+    def on_fold(trial: int, fold: int, value: float) -> None:
+        if not quiet:
+            console.print(f"  re-rank: trial {trial}, fold {fold + 1}/{cfg.rerank_folds}: "
+                          f"{cfg.metric} {value:.4f}")
+
+    if not quiet:
+        console.print(f"re-ranking the {cfg.rerank} best trials on {cfg.rerank_folds} "
+                      f"cross-validation folds ({cfg.rerank * (cfg.rerank_folds - 1)} trainings; "
+                      f"fold 1 is the search's validation split)")
+    best, section = rerank(study, train, val, cfg, device, run_dir=out, on_fold=on_fold)
+    if not quiet:
+        rows = sorted(section["rows"], key=lambda r: -r["score"])
+        console.print("re-ranked: " + "; ".join(
+            f"trial {r['trial']} ({r['cell']}) {r['score']:.4f}"
+            f"{' (chosen)' if r['trial'] == best.number else ''}" for r in rows))
+    return best, section

@@ -1,0 +1,156 @@
+"""The run, as the sequence of its stages: data -> run directory -> study and search -> final
+models -> record. :func:`run` reads the data a :class:`~seqeq.config.DataConfig` names;
+:func:`run_on` takes it in memory. Every input is validated before anything is written."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..config import DataConfig, SearchConfig
+from ..errors import WriteError
+from .data import load_data, say_cost, split_validation
+from .final import final_models
+from .record import final_section, record, record_interrupted
+from .result import RunResult
+from .rundir import (
+    LOCK_FILE,
+    check_run_dir,
+    default_out,
+    disk_full,
+    prepare_run_dir,
+    resumable,
+    run_dir_lock,
+)
+from .study import check_device, open_study, search
+
+__all__ = ["Run", "run", "run_on"]
+
+
+@dataclass
+class Run:
+    """What the stages of one run share: its settings, its data and splits, and (once opened)
+    its study."""
+
+    cfg: SearchConfig
+    out: Path
+    train_all: Any
+    test: Any
+    train: Any
+    val: Any
+    val_how: str
+    data_info: dict
+    data_fp: str
+    device: str
+    cells: list[str]
+    quiet: bool = True
+    keep_model: bool = False
+    html: bool = True
+    t_start: float = field(default_factory=time.perf_counter)
+    study: Any = None
+
+
+def run(dc: DataConfig, cfg: SearchConfig, out: str | Path | None = None,
+        quiet: bool = True) -> RunResult:
+    """Search, retrain, test once, export and report on the data ``dc`` names."""
+    out = Path(out) if out is not None else default_out(dc)
+    check_run_dir(out, cfg)  # before reading any data: a refused run costs nothing
+    train_all, test, data_info = load_data(dc, seed=cfg.seed)
+    return run_on(train_all, test, cfg, out, data_info={**data_info, "config": asdict(dc)},
+                  val_frac=dc.val_frac, quiet=quiet)
+
+
+def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict | None = None,
+           val_frac: float = 0.2, quiet: bool = True, keep_model: bool = False,
+           html: bool = True) -> RunResult:
+    """The run on in-memory data (``test`` may be None: no test evaluation). ``html``: render
+    report.html (report.json is always written); ``keep_model``: the model in ``extra``."""
+    rc = _validated(train_all, test, cfg, Path(out), data_info or {}, val_frac, quiet)
+    rc.keep_model, rc.html = keep_model, html
+    try:
+        with run_dir_lock(rc.out) as created:
+            _start(rc, created)
+            return _search_and_finish(rc)
+    except WriteError as e:
+        raise resumable(e, rc.out, cfg) from None
+    except Exception as e:
+        if disk_full(e):
+            raise resumable(e, rc.out, cfg) from None
+        raise
+
+
+def _validated(train_all, test, cfg: SearchConfig, out: Path, data_info: dict,
+               val_frac: float, quiet: bool) -> Run:
+    """Every check that needs no file written: data, device, splits, run directory, budget,
+    re-ranking folds; and what huge data will cost."""
+    from ..search import candidate_cells
+    from ..train import resolve_device
+
+    t_start = time.perf_counter()
+    train_all.check_trainable()
+    if test is not None:
+        test.check_trainable()
+    device = resolve_device(cfg.device)
+    check_device(device)
+    train, val, val_how = split_validation(train_all, val_frac, cfg.seed)
+    data_fp = f"{train.fingerprint()}-{val.fingerprint()}"
+    check_run_dir(out, cfg, data_fp)  # a resumed run: the same data as its finished trials
+    cells = candidate_cells(cfg, train.n_channels, train.n_classes)
+    say_cost(train, cfg, device, quiet)
+    if cfg.rerank:  # folds that cannot be made fail now, not after the search
+        from ..rerank import rerank_folds
+
+        rerank_folds(train, val, cfg.rerank_folds, cfg.seed)
+    return Run(cfg=cfg, out=out, train_all=train_all, test=test, train=train, val=val,
+               val_how=val_how, data_info=data_info, data_fp=data_fp, device=device,
+               cells=cells, quiet=quiet, t_start=t_start)
+
+
+def _start(rc: Run, created: bool) -> None:
+    """Under the run directory's lock: check it again, open the study, write run.json. A run
+    that fails here leaves nothing behind."""
+    from .. import __version__
+    from .._io import atomic_write_json
+
+    cfg, out = rc.cfg, rc.out
+    try:
+        check_run_dir(out, cfg, rc.data_fp)  # again, now that no other run can change it
+        if cfg.storage is not None:  # a shared storage that cannot be opened writes nothing
+            rc.study = open_study(cfg, out)
+        prepare_run_dir(out, cfg)
+        if rc.study is None:
+            rc.study = open_study(cfg, out)
+        atomic_write_json(out / "run.json", {
+            "seqeq_version": __version__, "data": rc.data_info, "search": asdict(cfg),
+            "device": rc.device, "cells": rc.cells, "validation": rc.val_how,
+            "data_fingerprint": rc.data_fp})
+    except BaseException:
+        if created:  # nothing is left behind by a run that never started
+            shutil.rmtree(out, ignore_errors=True)
+        elif not (out / "run.json").exists():
+            (out / LOCK_FILE).unlink(missing_ok=True)
+        raise
+
+
+def _search_and_finish(rc: Run) -> RunResult:
+    """The search, then the final models, then the record; Ctrl-C in either of the first two
+    still records the search's best model."""
+    _, interrupted = search(rc)
+    search_seconds = time.perf_counter() - rc.t_start
+    if interrupted:
+        return record_interrupted(rc, search_seconds, during="search")
+    try:
+        best, reranked, spec, epochs, finals, chosen, ensemble = final_models(
+            rc.study, rc.train, rc.val, rc.test, rc.cfg, rc.device, rc.out, rc.quiet)
+    except KeyboardInterrupt:
+        return record_interrupted(rc, search_seconds, during="final retrain")
+    model = chosen["model"].cpu()
+    save_extra = {"class_names": rc.train.class_names, "channel_names": rc.train.channel_names,
+                  "metric": rc.cfg.metric, "seed": chosen["seed"],
+                  **({"member_seeds": ensemble["seeds"]} if ensemble else {})}
+    return record(rc, best=best, spec=spec, model=model, val_score=best.value, epochs=epochs,
+                  final=final_section(rc, finals, chosen, ensemble, model), reranked=reranked,
+                  save_extra=save_extra, search_seconds=search_seconds)
