@@ -12,7 +12,7 @@ import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -167,17 +167,75 @@ def _print_result(res, as_json: bool) -> None:
     console.print(t)
 
 
+#: the options ``fit`` and ``bench`` share, declared once: (parameter, type with its flag, default).
+#: :func:`_shared_options` adds them to both commands; :func:`_configs` turns them into configs.
+SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
+    ("budget_kb", Budget, 20.0), ("trials", Trials, 20), ("timeout", Timeout, None),
+    ("seed", Seed, 0), ("out", Out, None), ("cells", Cells, None), ("metric", Metric, "accuracy"),
+    ("epochs", Epochs, 40), ("final_seeds", FinalSeeds, 3), ("ensemble", Ensemble, 1),
+    ("rerank", Rerank, 0), ("rerank_folds", RerankFolds, 3), ("opening", Opening, True),
+    ("final_epochs", FinalEpochs, "all"), ("device", Device, "auto"),
+    ("storage", Storage, None), ("study_name", StudyName, None), ("workers", Workers, 1),
+    ("resume", Resume, False), ("overwrite", Overwrite, False), ("quantize", Quantize, None),
+    ("pruner", Pruner, "median"), ("trial_timeout", TrialTimeout, None),
+    ("rotate", Rotate, "auto"), ("vectors", Vectors, "auto"), ("quiet", Quiet, False),
+    ("as_json", AsJson, False),
+)
+
+
+def _shared_options(fn):
+    """Give a command every option of :data:`SHARED_OPTIONS` after its own; the command
+    receives them together as ``shared`` (a dict)."""
+    import functools
+    import inspect
+
+    own = [p for p in inspect.signature(fn, eval_str=True).parameters.values()
+           if p.name != "shared"]
+    extra = [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d, annotation=a)
+             for n, a, d in SHARED_OPTIONS]
+
+    @functools.wraps(fn)
+    def command(**kw):
+        return fn(**{k: v for k, v in kw.items() if k not in _SHARED_NAMES},
+                  shared={k: kw[k] for k in _SHARED_NAMES})
+
+    command.__signature__ = inspect.Signature(own + extra)
+    command.__annotations__ = {p.name: p.annotation for p in own + extra}
+    return command
+
+
+_SHARED_NAMES = tuple(n for n, _, _ in SHARED_OPTIONS)
+#: shared options that are not search settings
+_NOT_SEARCH = ("out", "vectors", "quiet", "as_json")
+
+
+def _configs(shared: dict, **data) -> tuple[Any, Any]:
+    """(DataConfig, SearchConfig) from a command line's values: text (``--cells``,
+    ``--rotate``) becomes typed values here, and the configs validate the rest once."""
+    from .config import DataConfig, SearchConfig, search_options
+
+    dc = DataConfig(vectors=shared["vectors"], **data)
+    cfg = SearchConfig(**search_options({k: v for k, v in shared.items()
+                                         if k not in _NOT_SEARCH}))
+    return dc, cfg
+
+
+def _run_command(dc, cfg, shared: dict) -> None:
+    from . import api
+
+    res = api.run(dc, cfg, shared["out"], quiet=shared["quiet"] or shared["as_json"])
+    _print_result(res, shared["as_json"])
+    if res.extra.get("interrupted"):
+        raise typer.Exit(130)
+
+
 # ---- commands ---------------------------------------------------------------------------------
 @app.command()
+@_shared_options
 def fit(
     path: Annotated[Path, typer.Argument(help="Training data: .csv or .parquet.")],
-    budget_kb: Budget = 20.0,
     test: Annotated[Path | None, typer.Option(help="Test data (default: a stratified, "
                                               "seeded 20 % hold-out of PATH).")] = None,
-    trials: Trials = 20,
-    timeout: Timeout = None,
-    seed: Seed = 0,
-    out: Out = None,
     fmt: Annotated[str | None, typer.Option("--format", help="long | wide | nested "
                                             "(default: detected).")] = None,
     id_col: Annotated[str | None, typer.Option("--id-col", help="Series id column (long).")] = None,
@@ -187,105 +245,37 @@ def fit(
                                                   "(subject, device) for validation.")] = None,
     nan: Annotated[str, typer.Option(help="reject | fill: what to do with NaN/inf.")] = "reject",
     decimal: Decimal = None,
-    cells: Cells = None,
-    metric: Metric = "accuracy",
-    epochs: Epochs = 40,
-    final_seeds: FinalSeeds = 3,
-    ensemble: Ensemble = 1,
-    rerank: Rerank = 0,
-    rerank_folds: RerankFolds = 3,
-    opening: Opening = True,
-    final_epochs: FinalEpochs = "all",
-    device: Device = "auto",
-    storage: Storage = None,
-    study_name: StudyName = None,
-    workers: Workers = 1,
-    resume: Resume = False,
-    overwrite: Overwrite = False,
-    quantize: Quantize = None,
-    pruner: Pruner = "median",
-    trial_timeout: TrialTimeout = None,
-    rotate: Rotate = "auto",
-    vectors: Vectors = "auto",
-    quiet: Quiet = False,
-    as_json: AsJson = False,
+    *,
+    shared: dict,
 ):
     """Search, train, export and report on your data.
 
     Example: seqeq fit walks.parquet --budget-kb 8 --trials 30 --out runs/walks
     """
-    from . import api
-
     with _user_errors():
-        res = api.fit(path, test=test, budget_kb=budget_kb, trials=trials, timeout=timeout,
-                      seed=seed, out=out, fmt=fmt, id_col=id_col, time_col=time_col,
-                      label_col=label_col, group_col=group_col, nan=nan, decimal=decimal,
-                      quiet=quiet or as_json,
-                      cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
-                      ensemble=ensemble, rerank=rerank, rerank_folds=rerank_folds,
-                      opening=opening,
-                      final_epochs=final_epochs,
-                      device=device, storage=storage, study_name=study_name, workers=workers,
-                      resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,
-                      trial_timeout=trial_timeout, rotate=rotate, vectors=vectors)
-        _print_result(res, as_json)
-        if res.extra.get("interrupted"):
-            raise typer.Exit(130)
+        dc, cfg = _configs(shared, path=str(path), test_path=None if test is None else str(test),
+                           fmt=fmt, id_col=id_col, time_col=time_col, label_col=label_col,
+                           group_col=group_col, nan=nan, decimal=decimal)
+        _run_command(dc, cfg, shared)
 
 
 @app.command()
+@_shared_options
 def bench(
     name: Annotated[str, typer.Argument(help="Benchmark name (see `seqeq datasets`).")],
-    budget_kb: Budget = 20.0,
-    trials: Trials = 20,
-    timeout: Timeout = None,
-    seed: Seed = 0,
-    out: Out = None,
     data_dir: Annotated[str | None, typer.Option(
         "--data-dir", help="Data directory (default $SEQEQ_DATA_DIR or ~/.cache/seqeq/data).")
     ] = None,
-    cells: Cells = None,
-    metric: Metric = "accuracy",
-    epochs: Epochs = 40,
-    final_seeds: FinalSeeds = 3,
-    ensemble: Ensemble = 1,
-    rerank: Rerank = 0,
-    rerank_folds: RerankFolds = 3,
-    opening: Opening = True,
-    final_epochs: FinalEpochs = "all",
-    device: Device = "auto",
-    storage: Storage = None,
-    study_name: StudyName = None,
-    workers: Workers = 1,
-    resume: Resume = False,
-    overwrite: Overwrite = False,
-    quantize: Quantize = None,
-    pruner: Pruner = "median",
-    trial_timeout: TrialTimeout = None,
-    rotate: Rotate = "auto",
-    vectors: Vectors = "auto",
-    quiet: Quiet = False,
-    as_json: AsJson = False,
+    *,
+    shared: dict,
 ):
     """The same as `fit` on a built-in benchmark.
 
     Example: seqeq bench har2 --budget-kb 20 --trials 8
     """
-    from . import api
-
     with _user_errors():
-        res = api.bench(name, budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
-                        out=out, data_dir=data_dir, quiet=quiet or as_json,
-                        cells=cells, metric=metric, epochs=epochs, final_seeds=final_seeds,
-                        ensemble=ensemble, rerank=rerank, rerank_folds=rerank_folds,
-                        opening=opening,
-                        final_epochs=final_epochs,
-                        device=device, storage=storage, study_name=study_name, workers=workers,
-                        resume=resume, overwrite=overwrite, quantize=quantize, pruner=pruner,
-                        trial_timeout=trial_timeout, rotate=rotate, vectors=vectors)
-        _print_result(res, as_json)
-        if res.extra.get("interrupted"):
-            raise typer.Exit(130)
+        dc, cfg = _configs(shared, benchmark=name, data_dir=data_dir)
+        _run_command(dc, cfg, shared)
 
 
 @app.command()
