@@ -1,6 +1,6 @@
 """Facts for the report that need live objects (the study, the trained model).
 
-``api.run_on`` calls these while it assembles the report dict; everything they return is plain
+``seqeq.run.record`` calls these while it assembles the report dict; everything they return is plain
 JSON, so ``report.html`` can later be rendered from ``report.json`` alone.
 """
 
