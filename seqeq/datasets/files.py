@@ -379,8 +379,12 @@ class _TextNumbers:
         text.index = range(len(text))
         self.text = text
         self.missing = text.str.lower().isin(NA_MARKERS).to_numpy()
-        plain = pd.to_numeric(text.where(~self.missing, "nan"), errors="coerce")
-        self.values = plain.to_numpy(dtype=np.float64)
+        # a value with a ',' is never a plain number: leave it to the conventions (and skip
+        # to_numeric's slow path for what cannot parse)
+        comma = text.str.contains(",", regex=False).to_numpy()
+        self.values = np.full(len(text), np.nan)
+        easy = ~self.missing & ~comma
+        self.values[easy] = pd.to_numeric(text[easy], errors="coerce").to_numpy(dtype=np.float64)
         self.rest = np.flatnonzero(np.isnan(self.values) & ~self.missing)
         #: plain numbers with a '.', which the ',' convention reads as thousands separators
         self.dotted = np.flatnonzero(~self.missing & ~np.isnan(self.values)
