@@ -656,3 +656,11 @@ def test_the_format_option_is_the_layout(tmp_path, layout):
     train, test, _ = load_data(DataConfig(path=str(path), test_path=str(path), fmt=layout))
     assert train.meta["layout"] == layout
     assert_same(train, data, channels=layout != "wide")
+
+
+def test_a_delimiter_closing_every_line_and_padded_ids(tmp_path):
+    p = write(tmp_path, "id,t,x,label,\ns1 ,0,1,a,\n s1,1,2,a,\ns2,0,3,b,\ns2,1,4,b,\n")
+    d = load_file(p)
+    assert d.channel_names == ["x"] and list(d.ids) == ["s1", "s2"]
+    np.testing.assert_array_equal(d.X[:, :, 0], [[1, 2], [3, 4]])
+    assert d.meta["dropped_columns"] == ["Unnamed: 4"]

@@ -923,6 +923,10 @@ def from_dataframe(
                                  "Pass distinct id_col, time_col, label_col and group_col")
             taken.add(cols[key])
     lab, idc, grp, tim = cols["label"], cols["id"], cols["group"], cols["time"]
+    for c in (lab, idc, grp):  # ' s1' and 's1 ' are the id s1, as they read
+        if c is not None and (pd.api.types.is_object_dtype(df[c])
+                              or pd.api.types.is_string_dtype(df[c])):
+            df[c] = df[c].map(lambda v: v.strip() if isinstance(v, str) else v)
     notes = {}
     if lab is not None and not require_labels and df[lab].isna().any():
         # labels are optional here (e.g. predicting): an incomplete label column is ignored
@@ -1035,7 +1039,10 @@ def load_file(
     dropped = []
     if len(df.columns) > 1 and re.fullmatch(r"Unnamed: 0(\.\d+)?", str(df.columns[0])):
         dropped = [df.columns[0]]  # a pandas index written by to_csv(index=True): not a channel
-        df = df.drop(columns=dropped)
+    # a delimiter closing every line makes a nameless column with no value: not a channel
+    dropped += [c for c in df.columns[1:] if re.fullmatch(r"Unnamed: \d+(\.\d+)?", str(c))
+                and df[c].isna().all()]
+    df = df.drop(columns=dropped)
     data = from_dataframe(
         df, layout=layout, id_col=id_col, time_col=time_col, label_col=label_col,
         group_col=group_col, nan=nan, require_labels=require_labels, class_names=class_names,
