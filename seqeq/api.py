@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .config import DataConfig, SearchConfig, search_options
+from .config import DataConfig, RunConfig, search_options
 from .errors import SeqeqError
 from .run import (
     GRADIENT_WINDOW,
@@ -37,14 +37,14 @@ def fit(path: str | Path, *, test: str | Path | None = None, budget_kb: float = 
         vectors: str = "auto", quiet: bool = True, **search: Any) -> RunResult:
     """Search, train, export and report on a CSV/Parquet file. Returns a :class:`RunResult`.
 
-    ``search`` takes any other :class:`~seqeq.config.SearchConfig` field (``cells``, ``metric``,
+    ``search`` takes any other setting of :class:`~seqeq.config.RunConfig` (``cells``, ``metric``,
     ``epochs``, ``final_seeds``, ``device``, ``workers``, ``storage``, ``resume``, ``rotate``
     ...). ``vectors`` names the x/y/z channel triplets that rotation augmentation turns.
     """
     dc = DataConfig(path=str(path), test_path=None if test is None else str(test), fmt=fmt,
                     id_col=id_col, time_col=time_col, label_col=label_col, group_col=group_col,
                     nan=nan, decimal=decimal, vectors=vectors)
-    cfg = SearchConfig(budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
+    cfg = RunConfig.of(budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
                        **search_options(search))
     return run(dc, cfg, out, quiet=quiet)
 
@@ -54,7 +54,7 @@ def bench(name: str, *, budget_kb: float = 20.0, trials: int = 20, timeout: floa
           vectors: str = "auto", quiet: bool = True, **search: Any) -> RunResult:
     """The same as :func:`fit` on a built-in benchmark (``seqeq datasets`` lists them)."""
     dc = DataConfig(benchmark=name, data_dir=data_dir, vectors=vectors)
-    cfg = SearchConfig(budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
+    cfg = RunConfig.of(budget_kb=budget_kb, trials=trials, timeout=timeout, seed=seed,
                        **search_options(search))
     return run(dc, cfg, out, quiet=quiet)
 

@@ -210,12 +210,12 @@ _NOT_SEARCH = ("out", "vectors", "quiet", "as_json")
 
 
 def _configs(shared: dict, **data) -> tuple[Any, Any]:
-    """(DataConfig, SearchConfig) from a command line's values: text (``--cells``,
+    """(DataConfig, RunConfig) from a command line's values: text (``--cells``,
     ``--rotate``) becomes typed values here, and the configs validate the rest once."""
-    from .config import DataConfig, SearchConfig, search_options
+    from .config import DataConfig, RunConfig, search_options
 
     dc = DataConfig(vectors=shared["vectors"], **data)
-    cfg = SearchConfig(**search_options({k: v for k, v in shared.items()
+    cfg = RunConfig.of(**search_options({k: v for k, v in shared.items()
                                          if k not in _NOT_SEARCH}))
     return dc, cfg
 

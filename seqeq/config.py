@@ -1,22 +1,33 @@
-"""Frozen configuration objects: what the CLI and the Python API build once and pass down.
+"""Frozen configuration objects, each holding one kind of thing, built once and passed down:
 
-Validation happens in ``__post_init__`` and raises :class:`~seqeq.errors.SeqeqError` with the fix.
+* :class:`DataConfig` -- where the data comes from and how to read it;
+* :class:`SearchConfig` -- the search: budget, effort, what a trial may be;
+* :class:`FinalConfig` -- the final models: seeds, ensemble, re-ranking, where trials are scored;
+* :class:`ExportConfig` -- the exported precision (one value; the budget counts bytes at it);
+* :class:`RunOptions` -- device, study storage, workers, resume/overwrite;
+* :class:`RunConfig` -- one of each of the last four; :meth:`RunConfig.of` sends flat settings
+  (the CLI's, the Python API's, ``SeqeqClassifier``'s) to the config that holds each.
+
+Validation happens once, in each config's ``__post_init__``, and raises
+:class:`~seqeq.errors.SeqeqError` with the fix, naming the setting as the caller does.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field, fields
 
 from .errors import SeqeqError, opt
 
-__all__ = ["DataConfig", "SearchConfig", "search_options"]
+__all__ = ["DataConfig", "SearchConfig", "FinalConfig", "ExportConfig", "RunOptions", "RunConfig",
+           "search_options"]
 
 FORMATS = ("long", "wide", "nested")
 NAN_POLICIES = ("reject", "fill")
 PRUNERS = ("median", "hyperband", "none")
 FINAL_EPOCHS = ("all", "best")
 METRICS = ("accuracy", "balanced_accuracy", "macro_f1")
+QUANTIZE = (None, "int8")
 MAX_RERANK = 20
 MAX_RERANK_FOLDS = 10
 #: a CSV file's decimal mark: None (detected), "." or ","
@@ -75,8 +86,9 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    """The AutoML search: budget, effort, what to search, where to store it."""
+    """The search: the size budget, the effort, what a trial may be and how it trains."""
 
+    #: KiB of stored weights, at the export precision (:class:`ExportConfig`)
     budget_kb: float = 20.0
     trials: int = 20
     timeout: float | None = None
@@ -90,29 +102,9 @@ class SearchConfig:
     epochs: int = 40
     patience: int = 6
     pruner: str = "median"
-    final_seeds: int = 3
-    #: export the mean of this many final models (one ONNX graph): the budget covers them all,
-    #: so each trial's model gets budget / ensemble (1: a single model)
-    ensemble: int = 1
-    #: re-score this many of the best trials on ``rerank_folds`` cross-validation folds and
-    #: retrain the best of them (``seqeq.rerank``); 0: retrain the search's best trial
-    rerank: int = 0
-    rerank_folds: int = 3
     #: open a fresh study with strong configurations of a few cell families
     #: (``search_spaces.portfolio``) before the sampler takes over
     opening: bool = True
-    #: "all": trials are scored at the end of their schedule (``search.trial_value``) and the
-    #: final retrain runs the best trial's whole learning-rate schedule (``epochs``); "best":
-    #: trials are scored at their best epoch, stop early after ``patience`` epochs without a
-    #: better one, and the final retrain stops at the best trial's best epoch
-    final_epochs: str = "all"
-    device: str = "auto"
-    storage: str | None = None
-    study_name: str | None = None
-    workers: int = 1
-    resume: bool = False
-    overwrite: bool = False
-    quantize: str | None = None
     #: stop a trial's training after this many seconds (None: no limit)
     trial_timeout: float | None = None
     #: rotation augmentation of x/y/z channel triplets, in degrees (None: searched among
@@ -135,6 +127,44 @@ class SearchConfig:
         if self.pruner not in PRUNERS:
             raise SeqeqError(f"unknown {opt('pruner')} {self.pruner!r}",
                              f"Use one of: {', '.join(PRUNERS)}")
+        if self.epochs < 1:
+            raise SeqeqError(f"{opt('epochs')} must be at least 1, got {self.epochs}",
+                             f"Give e.g. {opt('epochs', 25)}")
+        if self.rotate is not None and not 0 <= self.rotate <= 180:
+            raise SeqeqError(f"{opt('rotate', float(self.rotate))} is not an angle in 0..180 "
+                             "degrees",
+                             "Use auto, 0 (no rotation) or a maximum angle such as 30")
+        if self.cells is not None and not self.cells:
+            raise SeqeqError(f"{opt('cells')} names no cell",
+                             "Name at least one cell, e.g. gru,tinyrnn, or leave it out to search "
+                             "every cell")
+
+    @property
+    def budget_bytes(self) -> int:
+        return int(self.budget_kb * 1024)
+
+
+@dataclass(frozen=True)
+class FinalConfig:
+    """The final models: how many seeds retrain the chosen configuration, how many are averaged
+    into the exported model, whether the best trials are re-ranked first, and where on its
+    schedule a trial is scored (which the final retrain then repeats)."""
+
+    final_seeds: int = 3
+    #: export the mean of this many final models (one ONNX graph): the budget covers them all,
+    #: so each trial's model gets budget / ensemble (1: a single model)
+    ensemble: int = 1
+    #: re-score this many of the best trials on ``rerank_folds`` cross-validation folds and
+    #: retrain the best of them (``seqeq.rerank``); 0: retrain the search's best trial
+    rerank: int = 0
+    rerank_folds: int = 3
+    #: "all": trials are scored at the end of their schedule (``search.trial_value``) and the
+    #: final retrain runs the best trial's whole learning-rate schedule (``epochs``); "best":
+    #: trials are scored at their best epoch, stop early after ``patience`` epochs without a
+    #: better one, and the final retrain stops at the best trial's best epoch
+    final_epochs: str = "all"
+
+    def __post_init__(self) -> None:
         if self.final_seeds < 1:
             raise SeqeqError(f"{opt('final_seeds')} must be at least 1, got {self.final_seeds}",
                              f"Give e.g. {opt('final_seeds', 3)}")
@@ -154,39 +184,96 @@ class SearchConfig:
         if self.final_epochs not in FINAL_EPOCHS:
             raise SeqeqError(f"unknown {opt('final_epochs')} {self.final_epochs!r}",
                              f"Use one of: {', '.join(FINAL_EPOCHS)}")
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    """The exported model's precision, one value: ``quantize`` None (fp32) or ``"int8"`` (8-bit
+    weights with per-row scales). The budget counts bytes at this precision."""
+
+    quantize: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.quantize not in QUANTIZE:
+            raise SeqeqError(f"unknown {opt('quantize')} {self.quantize!r}", "Use int8")
+
+    @property
+    def bytes_per_param(self) -> int:
+        return 1 if self.quantize == "int8" else 4
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Where and how the run runs: the device, the study's storage, local workers, and whether
+    it continues (``resume``) or replaces (``overwrite``) the run in its directory."""
+
+    device: str = "auto"
+    storage: str | None = None
+    study_name: str | None = None
+    workers: int = 1
+    resume: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
         if self.workers < 1:
             raise SeqeqError(f"{opt('workers')} must be at least 1, got {self.workers}",
                              f"Give e.g. {opt('workers', 2)}, or leave it out")
-        if self.epochs < 1:
-            raise SeqeqError(f"{opt('epochs')} must be at least 1, got {self.epochs}",
-                             f"Give e.g. {opt('epochs', 25)}")
-        if self.quantize not in (None, "int8"):
-            raise SeqeqError(f"unknown {opt('quantize')} {self.quantize!r}", "Use int8")
-        if self.rotate is not None and not 0 <= self.rotate <= 180:
-            raise SeqeqError(f"{opt('rotate', float(self.rotate))} is not an angle in 0..180 "
-                             "degrees",
-                             "Use auto, 0 (no rotation) or a maximum angle such as 30")
-        if self.cells is not None and not self.cells:
-            raise SeqeqError(f"{opt('cells')} names no cell",
-                             "Name at least one cell, e.g. gru,tinyrnn, or leave it out to search "
-                             "every cell")
         if self.resume and self.overwrite:
             raise SeqeqError(f"{opt('resume')} and {opt('overwrite')} contradict each other",
                              "Give only one")
 
+
+_PARTS = {"search": SearchConfig, "final": FinalConfig, "export": ExportConfig,
+          "run": RunOptions}
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A run's settings: one config of each kind. :meth:`of` builds it from flat settings (the
+    command line's, the Python API's, ``SeqeqClassifier``'s), each going to the config that
+    holds it; the parts validate themselves once."""
+
+    search: SearchConfig = field(default_factory=SearchConfig)
+    final: FinalConfig = field(default_factory=FinalConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    run: RunOptions = field(default_factory=RunOptions)
+
+    @classmethod
+    def of(cls, **settings) -> RunConfig:
+        parts: dict[str, dict] = {k: {} for k in _PARTS}
+        for key, value in settings.items():
+            part = _PART_OF.get(key)
+            if part is None:
+                raise SeqeqError(f"unknown setting {key!r}",
+                                 f"Use one of: {', '.join(sorted(_PART_OF))}")
+            parts[part][key] = value
+        return cls(**{k: _PARTS[k](**v) for k, v in parts.items()})
+
+    def with_settings(self, **settings) -> RunConfig:
+        """This configuration with some settings changed (by name, as for :meth:`of`)."""
+        return RunConfig.of(**{**self.flat(), **settings})
+
+    def flat(self) -> dict:
+        """Every setting by name (what run.json records and a resume compares)."""
+        return {k: v for part in _PARTS for k, v in asdict(getattr(self, part)).items()}
+
     @property
     def budget_bytes(self) -> int:
-        return int(self.budget_kb * 1024)
+        return self.search.budget_bytes
+
+    @property
+    def bytes_per_param(self) -> int:
+        return self.export.bytes_per_param
 
     @property
     def member_budget_bytes(self) -> int:
         """What one searched model may use: an ensemble of N such models fits ``budget_bytes``
         (it costs at most N times one member; its members share one head bias)."""
-        return self.budget_bytes // self.ensemble
+        return self.search.budget_bytes // self.final.ensemble
 
-    @property
-    def bytes_per_param(self) -> int:
-        return 1 if self.quantize == "int8" else 4
+
+#: which config holds each setting
+_PART_OF = {f.name: part for part, cls in _PARTS.items() for f in fields(cls)}
 
 
 def search_options(kw: dict) -> dict:

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from .config import SearchConfig
+from .config import RunConfig
 from .datasets import SeqData
 from .errors import SeqeqError, opt
 
@@ -111,7 +111,7 @@ def _init_worker(full: SeqData) -> None:
     _DATA = full
 
 
-def _fold_score(trial: optuna.trial.FrozenTrial, held: np.ndarray, cfg: SearchConfig,
+def _fold_score(trial: optuna.trial.FrozenTrial, held: np.ndarray, cfg: RunConfig,
                 device: str, full: SeqData | None = None) -> float:
     """Train ``trial``'s configuration on every series of ``full`` outside ``held`` and score it on
     ``held`` as the search scores a trial."""
@@ -122,12 +122,12 @@ def _fold_score(trial: optuna.trial.FrozenTrial, held: np.ndarray, cfg: SearchCo
     full = full if full is not None else _DATA
     keep = np.setdiff1d(np.arange(full.n_series), held)
     tr, va = full.subset(keep), full.subset(held)
-    seed = cfg.seed + trial.number
+    seed = cfg.search.seed + trial.number
     model = build_model(spec_of(trial), seed=seed)
     model.set_normalisation(*tr.channel_stats())
     curve: list[float] = []
     res = train_model(model, tr, train_config_of(trial, device, seed=seed), val=va,
-                      metric=cfg.metric,
+                      metric=cfg.search.metric,
                       on_epoch=lambda e, rec: curve.append(rec.get("val_score", math.nan)))
     return trial_value(curve, res.best_val, cfg)
 
@@ -144,23 +144,24 @@ def _load_done(path: Path, key: dict) -> dict[str, float]:
     return {str(k): float(v) for k, v in (rec.get("scores") or {}).items()}
 
 
-def rerank(study: optuna.Study, train: SeqData, val: SeqData, cfg: SearchConfig, device: str,
+def rerank(study: optuna.Study, train: SeqData, val: SeqData, cfg: RunConfig, device: str,
            run_dir: Path | None = None,
            on_fold: Callable[[int, int, float], None] | None = None
            ) -> tuple[optuna.trial.FrozenTrial, dict]:
-    """Re-score the ``cfg.rerank`` best trials on ``cfg.rerank_folds`` folds; return the best one
-    and the report's ``rerank`` section. ``on_fold(trial, fold, score)`` follows progress."""
+    """Re-score the ``cfg.final.rerank`` best trials on ``cfg.final.rerank_folds`` folds; return
+    the best one and the report's ``rerank`` section. ``on_fold(trial, fold, score)`` follows
+    progress."""
     from ._io import atomic_write_json
     from .datasets import concat
     from .search import rank_key
 
     t0 = time.perf_counter()
-    cands = rerank_candidates(study, cfg.rerank)
-    held = rerank_folds(train, val, cfg.rerank_folds, cfg.seed)
+    cands = rerank_candidates(study, cfg.final.rerank)
+    held = rerank_folds(train, val, cfg.final.rerank_folds, cfg.search.seed)
     sizes = [int(len(h)) for h in held]
     full = concat(train, val)
-    key = {"folds": cfg.rerank_folds, "seed": cfg.seed, "fold_sizes": sizes,
-           "metric": cfg.metric}
+    key = {"folds": cfg.final.rerank_folds, "seed": cfg.search.seed, "fold_sizes": sizes,
+           "metric": cfg.search.metric}
     path = run_dir / RERANK_FILE if run_dir is not None else None
     done = _load_done(path, key) if path is not None else {}
     for t in cands:  # fold 0: the trial's own validation score
@@ -194,19 +195,19 @@ def rerank(study: optuna.Study, train: SeqData, val: SeqData, cfg: SearchConfig,
     return chosen, section
 
 
-def _run_jobs(jobs, held, cfg: SearchConfig, device: str, full: SeqData, record) -> None:
-    """Each (trial, fold) job here, or over ``cfg.workers`` processes (spawned: torch and
+def _run_jobs(jobs, held, cfg: RunConfig, device: str, full: SeqData, record) -> None:
+    """Each (trial, fold) job here, or over ``cfg.run.workers`` processes (spawned: torch and
     fork do not mix); every result is recorded as it arrives."""
     if not jobs:
         return
-    if cfg.workers <= 1 or len(jobs) == 1 or not device.startswith("cpu"):
+    if cfg.run.workers <= 1 or len(jobs) == 1 or not device.startswith("cpu"):
         for t, f in jobs:
             record(t, f, _fold_score(t, held[f], cfg, device, full))
         return
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    with ProcessPoolExecutor(max_workers=min(cfg.workers, len(jobs)),
+    with ProcessPoolExecutor(max_workers=min(cfg.run.workers, len(jobs)),
                              mp_context=mp.get_context("spawn"), initializer=_init_worker,
                              initargs=(full,)) as pool:
         pending = {pool.submit(_fold_score, t, held[f], cfg, device): (t, f) for t, f in jobs}

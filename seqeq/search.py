@@ -19,7 +19,7 @@ import numpy as np
 import optuna
 
 from .augment import ROTATE_CHOICES
-from .config import SearchConfig
+from .config import RunConfig
 from .datasets import SeqData
 from .errors import SeqeqError, opt
 from .models import ModelSpec, build_model, save_model, spec_size_bytes
@@ -70,17 +70,17 @@ class SearchContext:
 
     train: SeqData
     val: SeqData
-    cfg: SearchConfig
+    cfg: RunConfig
     device: str
     cells: list[str]
     #: where the best model so far is checkpointed (None: nowhere)
     run_dir: Path | None = None
 
 
-def candidate_cells(cfg: SearchConfig, d: int, C: int) -> list[str]:
+def candidate_cells(cfg: RunConfig, d: int, C: int) -> list[str]:
     """The cells to search: requested (or all with a search space) that can fit the budget."""
     known = list_families()
-    cells = list(cfg.cells) if cfg.cells else known
+    cells = list(cfg.search.cells) if cfg.search.cells else known
     unknown = [c for c in cells if c not in known]
     if unknown:
         raise SeqeqError(f"unknown cell(s) in {opt('cells')}: {', '.join(unknown)}",
@@ -88,10 +88,10 @@ def candidate_cells(cfg: SearchConfig, d: int, C: int) -> list[str]:
     ok = feasible_cells(cells, d, C, cfg.member_budget_bytes, cfg.bytes_per_param)
     if not ok:
         size, cell = smallest_size(cells, d, C, cfg.bytes_per_param)
-        n = cfg.ensemble
+        n = cfg.final.ensemble
         what = f"an ensemble of {n} models" if n > 1 else "the smallest feasible model"
         raise SeqeqError(
-            f"no model fits {opt('budget_kb', cfg.budget_kb)}: {what} ({cell}) needs "
+            f"no model fits {opt('budget_kb', cfg.search.budget_kb)}: {what} ({cell}) needs "
             f"{n * size / 1024:.2f} KiB for {d} channels and {C} classes",
             f"Raise {opt('budget_kb')} to at least {math.ceil(n * size / 1024 * 100) / 100:g}"
             + (f" or lower {opt('ensemble')}" if n > 1 else ""))
@@ -126,16 +126,16 @@ def _rdb_storage(url: str, attempts: int = 5) -> optuna.storages.RDBStorage:
     raise AssertionError("unreachable")
 
 
-def sampler_seed(cfg: SearchConfig, worker: int = 0) -> int:
+def sampler_seed(cfg: RunConfig, worker: int = 0) -> int:
     """The sampler's seed in one worker. Every worker of a study must draw its own candidates:
     with one seed, N workers propose the same random start-up trials N times. Local worker k uses
     ``seed + k`` (worker 0, a single-process search, uses ``seed``: reproducible); processes that
     share a ``--storage`` cannot know each other's index, so they mix in fresh entropy."""
-    if cfg.storage is not None:
+    if cfg.run.storage is not None:
         import secrets
 
-        return (cfg.seed + secrets.randbits(31)) % 2**31
-    return cfg.seed + worker
+        return (cfg.search.seed + secrets.randbits(31)) % 2**31
+    return cfg.search.seed + worker
 
 
 def pruner_warmup(epochs: int) -> int:
@@ -143,31 +143,31 @@ def pruner_warmup(epochs: int) -> int:
     return max(3, epochs // 5)
 
 
-def make_study(cfg: SearchConfig, run_dir: Path, load_if_exists: bool,
+def make_study(cfg: RunConfig, run_dir: Path, load_if_exists: bool,
                worker: int = 0) -> optuna.Study:
-    """Create or open the study: SQLite in ``run_dir`` unless ``cfg.storage`` names another."""
-    url = cfg.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    """Create or open the study: SQLite in ``run_dir`` unless ``cfg.run.storage`` names another."""
+    url = cfg.run.storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     storage = _rdb_storage(url)
-    n_startup = max(3, min(10, cfg.trials // 3))
+    n_startup = max(3, min(10, cfg.search.trials // 3))
 
     def sampler(seed: int) -> optuna.samplers.BaseSampler:
         return optuna.samplers.TPESampler(seed=seed, n_startup_trials=n_startup,
                                           multivariate=True, group=True, constant_liar=True)
 
-    if cfg.pruner == "median":
+    if cfg.search.pruner == "median":
         # no verdict before a fifth of the schedule: a trial's first epochs say little about
         # its end, less so under augmentation (a 40-epoch HAR-2 search at 8 KiB pruned both GRUs
         # it tried at epoch 3, benchmarks/RESULTS.md)
         pruner = optuna.pruners.MedianPruner(n_startup_trials=3,
-                                             n_warmup_steps=pruner_warmup(cfg.epochs))
-    elif cfg.pruner == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(min_resource=2, max_resource=cfg.epochs)
+                                             n_warmup_steps=pruner_warmup(cfg.search.epochs))
+    elif cfg.search.pruner == "hyperband":
+        pruner = optuna.pruners.HyperbandPruner(min_resource=2, max_resource=cfg.search.epochs)
     else:
         pruner = optuna.pruners.NopPruner()
     seed = sampler_seed(cfg, worker)
     study = optuna.create_study(
         storage=storage,
-        study_name=cfg.study_name or "seqeq",
+        study_name=cfg.run.study_name or "seqeq",
         sampler=sampler(seed),
         pruner=pruner,
         direction="maximize",
@@ -206,15 +206,16 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         rotate = _suggest_rotate(trial, cfg, ctx.train)
         # judged at the end of its schedule (what the final retrain delivers), a trial runs it
         # whole unless pruned; judged by its best epoch, it stops early after `patience`
-        patience = 0 if cfg.final_epochs == "all" else cfg.patience
-        tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=cfg.epochs, patience=patience,
-                           device=ctx.device, seed=cfg.seed + trial.number,
-                           max_seconds=cfg.trial_timeout or (cfg.timeout / 3 if cfg.timeout
-                                                             else None), rotate_deg=rotate)
+        patience = 0 if cfg.final.final_epochs == "all" else cfg.search.patience
+        sc = cfg.search
+        tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=sc.epochs, patience=patience,
+                           device=ctx.device, seed=sc.seed + trial.number,
+                           max_seconds=sc.trial_timeout or (sc.timeout / 3 if sc.timeout
+                                                            else None), rotate_deg=rotate)
         size = spec_size_bytes(spec, cfg.bytes_per_param)
         trial.set_user_attr("spec", spec.to_dict())
         trial.set_user_attr("size_bytes", size)
-        trial.set_user_attr("train", {"lr": lr, "batch_size": batch_size, "epochs": cfg.epochs,
+        trial.set_user_attr("train", {"lr": lr, "batch_size": batch_size, "epochs": sc.epochs,
                                       "patience": patience, "rotate_deg": rotate})
         model = build_model(spec, seed=tcfg.seed)
         model.set_normalisation(mean, std)
@@ -231,7 +232,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch}")
 
-        res = train_model(model, ctx.train, tcfg, val=ctx.val, metric=cfg.metric,
+        res = train_model(model, ctx.train, tcfg, val=ctx.val, metric=cfg.search.metric,
                           on_epoch=on_epoch)
         value = trial_value(curve, res.best_val, cfg)
         trial.set_user_attr("best_epoch", res.best_epoch)
@@ -265,25 +266,25 @@ def tail_epochs(epochs: int) -> int:
     return max(1, round(epochs / 10))
 
 
-def trial_value(curve: list[float], best_val: float | None, cfg: SearchConfig) -> float:
+def trial_value(curve: list[float], best_val: float | None, cfg: RunConfig) -> float:
     """A trial's score. ``--final-epochs all`` (the final model runs the whole schedule): the
     mean validation score of the schedule's last :func:`tail_epochs` epochs. The single best
     epoch of a noisy validation curve rewards lucky spikes (a trial that peaked at epoch 3 of 40
     and was stopped won searches it then lost on test, ``benchmarks/RESULTS.md``); the end of the
     schedule is both steadier and what the final retrain delivers. ``best``: the best epoch."""
-    if cfg.final_epochs == "all":
-        tail = [v for v in curve[-tail_epochs(cfg.epochs):] if math.isfinite(v)]
+    if cfg.final.final_epochs == "all":
+        tail = [v for v in curve[-tail_epochs(cfg.search.epochs):] if math.isfinite(v)]
         return float(np.mean(tail)) if tail else 0.0
     return float(best_val if best_val is not None else 0.0)
 
 
-def _suggest_rotate(trial: optuna.Trial, cfg: SearchConfig, train) -> float:
+def _suggest_rotate(trial: optuna.Trial, cfg: RunConfig, train) -> float:
     """The trial's rotation augmentation (``seqeq.augment``): none when the data has no x/y/z
     channel triplets, ``--rotate DEG`` when fixed, else a searched maximum angle."""
     if not train.vectors:
         return 0.0
-    if cfg.rotate is not None:
-        return float(cfg.rotate)
+    if cfg.search.rotate is not None:
+        return float(cfg.search.rotate)
     return float(trial.suggest_categorical("rotate_deg", list(ROTATE_CHOICES)))
 
 
@@ -296,18 +297,18 @@ def _beats_best(trial: optuna.Trial, value: float) -> bool:
 
 def run_search(ctx: SearchContext, study: optuna.Study,
                callbacks: list[Callable] | None = None) -> optuna.Study:
-    """Run this process's share of the search until ``cfg.trials`` trials have finished
-    (completed or pruned, counted over all workers) or ``cfg.timeout`` passes."""
+    """Run this process's share of the search until ``cfg.search.trials`` trials have finished
+    (completed or pruned, counted over all workers) or ``cfg.search.timeout`` passes."""
     cfg = ctx.cfg
-    if sum(map(counts_toward_trials, study.get_trials(deepcopy=False))) >= cfg.trials:
+    if sum(map(counts_toward_trials, study.get_trials(deepcopy=False))) >= cfg.search.trials:
         return study
     # Optuna logs each failed or interrupted trial with its traceback; seqeq says it in one line
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study.optimize(
         _objective(ctx),
         n_trials=None,
-        timeout=cfg.timeout,
-        callbacks=[_stop_when_done(cfg.trials), *(callbacks or [])],
+        timeout=cfg.search.timeout,
+        callbacks=[_stop_when_done(cfg.search.trials), *(callbacks or [])],
         catch=(TrialFailure,),
         gc_after_trial=False,
     )
@@ -382,11 +383,11 @@ def open_study(ctx: SearchContext, study: optuna.Study) -> int:
     returns how many were queued. A resumed or shared study that already has trials keeps its
     own history (``skip_if_exists`` guards against two processes opening one study at once)."""
     cfg = ctx.cfg
-    if not cfg.opening or study.get_trials(deepcopy=False):
+    if not cfg.search.opening or study.get_trials(deepcopy=False):
         return 0
-    rotate = bool(ctx.train.vectors) and cfg.rotate is None
+    rotate = bool(ctx.train.vectors) and cfg.search.rotate is None
     params = opening_trials(ctx.cells, ctx.train.n_channels, ctx.train.n_classes,
-                            cfg.member_budget_bytes, cfg.bytes_per_param, cfg.trials, rotate)
+                            cfg.member_budget_bytes, cfg.bytes_per_param, cfg.search.trials, rotate)
     for p in params:
         study.enqueue_trial(p, user_attrs={"opening": True}, skip_if_exists=True)
     return len(params)
@@ -394,16 +395,16 @@ def open_study(ctx: SearchContext, study: optuna.Study) -> int:
 
 def run_workers(ctx: SearchContext, study: optuna.Study, run_dir: Path,
                 callbacks: list[Callable] | None = None) -> optuna.Study:
-    """Run ``cfg.workers`` local processes on one study (this process is one of them), after
+    """Run ``cfg.run.workers`` local processes on one study (this process is one of them), after
     queueing the opening trials of a fresh study."""
     import multiprocessing as mp
 
     open_study(ctx, study)
-    if ctx.cfg.workers <= 1:
+    if ctx.cfg.run.workers <= 1:
         return run_search(ctx, study, callbacks)
     mpc = mp.get_context("spawn")
     procs = [mpc.Process(target=_worker_main, args=(ctx, str(run_dir), k), daemon=False)
-             for k in range(1, ctx.cfg.workers)]
+             for k in range(1, ctx.cfg.run.workers)]
     for p in procs:
         p.start()
     try:

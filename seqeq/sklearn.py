@@ -186,7 +186,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         raise SeqeqError(f"random_state={rs!r} is not an integer", "Pass an int, or None")
 
     def fit(self, X, y=None, groups=None):
-        from .config import SearchConfig, search_options
+        from .config import RunConfig, search_options
         from .datasets import SeqData
         from .errors import SeqeqError
         from .run import run_on
@@ -206,7 +206,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
             raise SeqeqError(f"vectors={self.vectors!r} is not a list of devices of (x, y, z) "
                              f"channel index triplets below {Xp.shape[2]}",
                              "Give e.g. vectors=[[(0, 1, 2), (3, 4, 5)]]") from None
-        cfg = SearchConfig(budget_kb=self.budget_kb, trials=self.trials, timeout=self.timeout,
+        cfg = RunConfig.of(budget_kb=self.budget_kb, trials=self.trials, timeout=self.timeout,
                            seed=self._seed(), metric=self.metric, epochs=self.epochs,
                            final_seeds=self.final_seeds, ensemble=self.ensemble,
                            rerank=self.rerank, opening=self.opening, device=self.device,

@@ -16,7 +16,7 @@ from seqeq.augment import (
     random_rotations,
     rotate_vectors,
 )
-from seqeq.config import SearchConfig
+from seqeq.config import RunConfig
 from seqeq.errors import SeqeqError
 
 HAR = ["body_acc_x", "body_acc_y", "body_acc_z", "body_gyro_x", "body_gyro_y", "body_gyro_z",
@@ -145,7 +145,7 @@ def test_search_searches_or_fixes_the_rotation_and_the_final_model_uses_it(
 
     monkeypatch.setattr(seqeq.train, "train_model", spy)  # the final retrain
     data = replace(walks(n=90, T=10, C=3, seed=3), vectors=(((0, 1, 2),),))
-    cfg = SearchConfig(budget_kb=3, trials=3, epochs=1, final_seeds=1, cells=("gru",),
+    cfg = RunConfig.of(budget_kb=3, trials=3, epochs=1, final_seeds=1, cells=("gru",),
                        device="cpu", rotate=rotate)
     res = run_on(data, walks(n=30, T=10, C=3, seed=4), cfg, tmp_path / "r")
     report = json.loads(open(res.report_json).read())
@@ -162,7 +162,7 @@ def test_search_searches_or_fixes_the_rotation_and_the_final_model_uses_it(
 def test_search_without_vectors_has_no_rotation_axis(tmp_path, walks):
     from seqeq.api import run_on
 
-    cfg = SearchConfig(budget_kb=3, trials=2, epochs=1, final_seeds=1, cells=("gru",),
+    cfg = RunConfig.of(budget_kb=3, trials=2, epochs=1, final_seeds=1, cells=("gru",),
                        device="cpu")
     res = run_on(walks(n=60, T=10, seed=3), None, cfg, tmp_path / "r")
     report = json.loads(open(res.report_json).read())
@@ -172,7 +172,7 @@ def test_search_without_vectors_has_no_rotation_axis(tmp_path, walks):
 
 def test_rotate_out_of_range_is_a_clear_error():
     with pytest.raises(SeqeqError, match="rotate=200 is not an angle"):
-        SearchConfig(rotate=200)
+        RunConfig.of(rotate=200)
 
 
 @pytest.mark.parametrize("args, msg", [

@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 
 from seqeq import api
 from seqeq.cli import SHARED_OPTIONS, app
-from seqeq.config import DataConfig, SearchConfig
+from seqeq.config import DataConfig, RunConfig
 
 
 @pytest.fixture
 def built(monkeypatch):
-    """Run a command line; return the (DataConfig, SearchConfig, out, quiet) it built."""
+    """Run a command line; return the (DataConfig, RunConfig, out, quiet) it built."""
     seen = {}
 
     def record(dc, cfg, out=None, quiet=True):
@@ -35,7 +35,7 @@ def built(monkeypatch):
 def test_fit_builds_its_configs_with_the_defaults(built):
     dc, cfg, out, quiet = built("fit", "walks.csv")
     assert dc == DataConfig(path="walks.csv")
-    assert cfg == SearchConfig()  # the CLI's defaults are the configs' own
+    assert cfg == RunConfig.of()  # the CLI's defaults are the configs' own
     assert out is None and quiet is False
 
 
@@ -45,8 +45,23 @@ def test_bench_builds_the_same_search_config(built):
     dc_b, cfg_b, out_b, _ = built("bench", "har2", "--data-dir", "/d", *args)
     dc_f, cfg_f, out_f, _ = built("fit", "walks.csv", *args)
     assert dc_b == DataConfig(benchmark="har2", data_dir="/d")
-    assert cfg_b == cfg_f == SearchConfig(budget_kb=8, trials=3, cells=("gru", "irnn"), seed=4)
+    assert cfg_b == cfg_f == RunConfig.of(budget_kb=8, trials=3, cells=("gru", "irnn"), seed=4)
     assert str(out_b) == str(out_f) == "runs/x"
+
+
+def test_the_shared_options_are_the_configs_settings_and_sklearn_draws_from_them():
+    """One list of settings (the configs' fields): the CLI's shared options are those plus the
+    run's own (out, vectors, quiet, json), and SeqeqClassifier's parameters are among them."""
+    import inspect
+
+    from seqeq import SeqeqClassifier
+
+    settings = set(RunConfig().flat())
+    names = {n for n, _, _ in SHARED_OPTIONS}
+    assert names - settings == {"out", "vectors", "quiet", "as_json"}
+    assert settings - names == {"patience"}  # a code-level setting, no flag
+    sk = set(inspect.signature(SeqeqClassifier.__init__).parameters) - {"self"}
+    assert sk - settings == {"random_state", "out", "verbose", "vectors"}
 
 
 def test_fit_and_bench_share_one_declaration_of_their_options():
@@ -95,7 +110,7 @@ def test_every_data_choice_reaches_the_data_config(built, flag, value, field, wa
 ])
 def test_every_search_choice_reaches_the_search_config(built, flag, value, field, want):
     _, cfg, *_ = built("fit", "walks.csv", flag, value)
-    assert getattr(cfg, field) == want
+    assert cfg.flat()[field] == want
 
 
 @pytest.mark.parametrize("args,field,want", [
@@ -104,7 +119,7 @@ def test_every_search_choice_reaches_the_search_config(built, flag, value, field
 ])
 def test_switches_reach_the_search_config(built, args, field, want):
     _, cfg, *_ = built("fit", "walks.csv", *args)
-    assert getattr(cfg, field) == want
+    assert cfg.flat()[field] == want
 
 
 def test_json_implies_quiet(built):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from seqeq.cells import get_cell_class, list_cells
-from seqeq.config import SearchConfig
+from seqeq.config import RunConfig
 from seqeq.errors import SeqeqError
 from seqeq.export.quantize import int8_size_bytes
 from seqeq.models import (
@@ -108,18 +108,18 @@ def test_ensemble_exports_to_one_onnx_graph(tmp_path, cell, quantize):
 
 
 def test_the_budget_covers_the_whole_ensemble():
-    cfg = SearchConfig(budget_kb=6, ensemble=3)
+    cfg = RunConfig.of(budget_kb=6, ensemble=3)
     assert cfg.member_budget_bytes == 2 * 1024
     for n in (0, 17):
         with pytest.raises(SeqeqError, match="ensemble must be 1..16"):
-            SearchConfig(ensemble=n)
+            RunConfig.of(ensemble=n)
     # a budget one model fits but three do not: the error names the ensemble and the way out
     from seqeq.search_spaces import smallest_size
 
     size, _ = smallest_size(["gru"], 9, 2)
-    assert candidate_cells(SearchConfig(budget_kb=size / 1024, cells=("gru",)), 9, 2)
+    assert candidate_cells(RunConfig.of(budget_kb=size / 1024, cells=("gru",)), 9, 2)
     with pytest.raises(SeqeqError, match="an ensemble of 3 models .* lower ensemble"):
-        candidate_cells(SearchConfig(budget_kb=size / 1024, cells=("gru",), ensemble=3), 9, 2)
+        candidate_cells(RunConfig.of(budget_kb=size / 1024, cells=("gru",), ensemble=3), 9, 2)
 
 
 @pytest.mark.slow
@@ -132,7 +132,7 @@ def test_a_search_exports_and_reports_the_ensemble(tmp_path, walks):
     from seqeq.train import score
 
     data, test = walks(n=120, T=20, seed=3), walks(n=40, T=20, seed=4)
-    cfg = SearchConfig(budget_kb=3, trials=2, epochs=2, final_seeds=1, ensemble=2,
+    cfg = RunConfig.of(budget_kb=3, trials=2, epochs=2, final_seeds=1, ensemble=2,
                        cells=("gru", "irnn"), device="cpu")
     res = run_on(data, test, cfg, tmp_path / "r")
     report = json.loads(open(res.report_json).read())

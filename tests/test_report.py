@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seqeq.api import run_on
-from seqeq.config import SearchConfig
+from seqeq.config import RunConfig
 from seqeq.datasets import SeqData, stratified_split
 from seqeq.report import SCHEMA_PATH, SCHEMA_VERSION, finalise, param_importances, render_html
 
@@ -41,7 +41,7 @@ def run_dir(tmp_path_factory) -> Path:
     data = _walks()
     keep, held = stratified_split(data.y, 0.25, 0)
     out = tmp_path_factory.mktemp("report") / "run"
-    run_on(data.subset(keep), data.subset(held), SearchConfig(**CFG), out,
+    run_on(data.subset(keep), data.subset(held), RunConfig.of(**CFG), out,
            data_info={"source": "synthetic", "name": "walks"})
     return out
 

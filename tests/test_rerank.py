@@ -8,7 +8,7 @@ import numpy as np
 import optuna
 import pytest
 
-from seqeq.config import SearchConfig
+from seqeq.config import RunConfig
 from seqeq.errors import SeqeqError
 from seqeq.rerank import RERANK_FILE, rerank, rerank_candidates, rerank_folds
 
@@ -49,7 +49,7 @@ def test_folds_that_cannot_be_made_are_a_user_error(walks):
                                     ({"rerank": 2, "rerank_folds": 2}, "rerank_folds must be")])
 def test_config_bounds(kw, msg):
     with pytest.raises(SeqeqError, match=msg):
-        SearchConfig(**kw)
+        RunConfig.of(**kw)
 
 
 def _study_with(values: list[float], specs: list[dict]) -> optuna.Study:
@@ -87,7 +87,7 @@ def test_a_reranked_search_retrains_the_best_cross_validated_trial(tmp_path, wal
     from seqeq.api import run_on
 
     data, test = walks(n=144, T=12, seed=3, groups=True), walks(n=40, T=12, seed=4)
-    cfg = SearchConfig(budget_kb=3, trials=4, epochs=2, final_seeds=1, rerank=2,
+    cfg = RunConfig.of(budget_kb=3, trials=4, epochs=2, final_seeds=1, rerank=2,
                        cells=("gru", "irnn"), device="cpu", pruner="none")
     res = run_on(data, test, cfg, tmp_path / "r")
     report = json.loads(open(res.report_json).read())
@@ -117,9 +117,8 @@ def test_a_reranked_search_retrains_the_best_cross_validated_trial(tmp_path, wal
     for f in (1, 2):
         saved["scores"][f"{other}/{f}"] = 1.0
     (tmp_path / "r" / RERANK_FILE).write_text(json.dumps(saved))
-    import dataclasses
 
-    res2 = run_on(data, test, dataclasses.replace(cfg, resume=True), tmp_path / "r")
+    res2 = run_on(data, test, cfg.with_settings(resume=True), tmp_path / "r")
     report2 = json.loads(open(res2.report_json).read())
     assert report2["rerank"]["chosen_trial"] == report2["best"]["trial"] == other
 
@@ -132,13 +131,12 @@ def test_worker_processes_score_folds_as_one_process_does(tmp_path, walks):
 
     data = walks(n=96, T=10, seed=5, groups=True)
     train, val, _ = split_validation(data, 0.2, 0)
-    cfg = SearchConfig(budget_kb=3, trials=3, epochs=2, rerank=2, cells=("gru",), device="cpu",
+    cfg = RunConfig.of(budget_kb=3, trials=3, epochs=2, rerank=2, cells=("gru",), device="cpu",
                        pruner="none")
     study = make_study(cfg, tmp_path, load_if_exists=False)
     run_search(SearchContext(train=train, val=val, cfg=cfg, device="cpu", cells=["gru"]), study)
     one, s1 = rerank(study, train, val, cfg, "cpu")
-    import dataclasses
 
-    two, s2 = rerank(study, train, val, dataclasses.replace(cfg, workers=2), "cpu")
+    two, s2 = rerank(study, train, val, cfg.with_settings(workers=2), "cpu")
     assert one.number == two.number
     assert [r["fold_scores"] for r in s1["rows"]] == [r["fold_scores"] for r in s2["rows"]]

@@ -37,9 +37,9 @@ def _slow_train(model, train, cfg, val=None, on_epoch=None, **kw):
             on_epoch(epoch, rec)
     return _train(model, train, cfg, val=val, on_epoch=hook, **kw)
 seqeq.search.train_model = _slow_train
-from seqeq.config import SearchConfig
+from seqeq.config import RunConfig
 out, resume, trials = sys.argv[1], sys.argv[2] == "1", int(sys.argv[3])
-cfg = SearchConfig(budget_kb=3, trials=trials, epochs=5, patience=0, final_seeds=1,
+cfg = RunConfig.of(budget_kb=3, trials=trials, epochs=5, patience=0, final_seeds=1,
                    cells=("gru", "rnn"), device="cpu", resume=resume, pruner="none", seed=7)
 res = run_on(make_walks(n=240, T=40, seed=3), make_walks(n=40, T=40, seed=4), cfg, out)
 print("DONE", res.n_trials)

@@ -314,7 +314,7 @@ io_mod.atomic_write_bytes(sys.argv[1], b"new" * 1_000_000)
 
 def test_sigkill_mid_write_leaves_the_previous_file_and_resume_sweeps_the_debris(tmp_path):
     from seqeq._io import atomic_write_bytes, atomic_write_json
-    from seqeq.config import SearchConfig
+    from seqeq.config import RunConfig
     from seqeq.run.rundir import prepare_run_dir as _prepare_run_dir
 
     run = tmp_path / "run"
@@ -332,7 +332,7 @@ def test_sigkill_mid_write_leaves_the_previous_file_and_resume_sweeps_the_debris
     assert target.read_bytes() == b'{"good": true}'
     debris = list(run.glob(".report.json.*.tmp"))
     assert len(debris) == 1 and debris[0].stat().st_size == 3_000_000
-    _prepare_run_dir(run, SearchConfig(resume=True))  # what `--resume` does first
+    _prepare_run_dir(run, RunConfig.of(resume=True))  # what `--resume` does first
     assert sorted(p.name for p in run.iterdir()) == ["report.json", "run.json"]
 
 

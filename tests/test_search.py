@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 import pytest
 
-from seqeq.config import SearchConfig
+from seqeq.config import RunConfig
 from seqeq.errors import SeqeqError
 from seqeq.models import build_model, spec_size_bytes
 from seqeq.search import candidate_cells
@@ -16,7 +16,7 @@ from seqeq.search_spaces import list_families, smallest_size, suggest_spec
 @pytest.mark.parametrize("budget_kb", [0.5, 2, 8, 20])
 def test_suggested_specs_always_fit_the_budget(budget_kb):
     budget = int(budget_kb * 1024)
-    cells = candidate_cells(SearchConfig(budget_kb=budget_kb), 9, 6)
+    cells = candidate_cells(RunConfig.of(budget_kb=budget_kb), 9, 6)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
     seen = set()
     for _ in range(60):
@@ -56,13 +56,13 @@ def _min_params(cell):
 def test_budget_too_small_names_the_smallest_feasible_size():
     size, _ = smallest_size(list_families(), 9, 2)
     with pytest.raises(SeqeqError, match=r"smallest feasible model .* needs .* KiB"):
-        candidate_cells(SearchConfig(budget_kb=(size - 1) / 1024), 9, 2)
-    assert candidate_cells(SearchConfig(budget_kb=size / 1024), 9, 2)
+        candidate_cells(RunConfig.of(budget_kb=(size - 1) / 1024), 9, 2)
+    assert candidate_cells(RunConfig.of(budget_kb=size / 1024), 9, 2)
 
 
 def test_unknown_cell_is_a_clear_error():
     with pytest.raises(SeqeqError, match="unknown cell"):
-        candidate_cells(SearchConfig(cells=("nope",)), 9, 2)
+        candidate_cells(RunConfig.of(cells=("nope",)), 9, 2)
 
 
 def _run(tmp_path, walks, name, **kw):
@@ -70,7 +70,7 @@ def _run(tmp_path, walks, name, **kw):
 
     data = walks(n=120, T=20, seed=3)
     test = walks(n=40, T=20, seed=4)
-    cfg = SearchConfig(**{"budget_kb": 3, "trials": 3, "epochs": 2, "final_seeds": 1,
+    cfg = RunConfig.of(**{"budget_kb": 3, "trials": 3, "epochs": 2, "final_seeds": 1,
                           "cells": ("gru", "irnn"), "device": "cpu", **kw})
     return run_on(data, test, cfg, tmp_path / name)
 
@@ -109,7 +109,7 @@ def test_test_data_never_reaches_the_search(tmp_path, walks, monkeypatch):
 
     data = walks(n=120, T=20, seed=3)
     test = walks(n=40, T=20, seed=99)
-    run_on(data, test, SearchConfig(budget_kb=3, trials=2, epochs=1, final_seeds=1,
+    run_on(data, test, RunConfig.of(budget_kb=3, trials=2, epochs=1, final_seeds=1,
                                     cells=("gru",), device="cpu"), tmp_path / "r")
     assert len(seen) >= 3  # two trials (train + val each) and one final retrain
     test_rows = {r.tobytes() for r in test.X}
@@ -135,7 +135,7 @@ def test_final_retrain_length_follows_final_epochs(tmp_path, walks, monkeypatch,
     monkeypatch.setattr(seqeq.train, "train_model", spy)  # the final retrain only
     from seqeq.api import run_on
 
-    cfg = SearchConfig(budget_kb=3, trials=2, epochs=5, patience=0, final_seeds=2,
+    cfg = RunConfig.of(budget_kb=3, trials=2, epochs=5, patience=0, final_seeds=2,
                        cells=("gru",), device="cpu", final_epochs=policy,
                        opening=False)  # the seeded trials below were drawn by the sampler
     res = run_on(walks(n=120, T=20, seed=3), walks(n=40, T=20, seed=4), cfg, tmp_path / "r")
@@ -149,7 +149,7 @@ def test_final_retrain_length_follows_final_epochs(tmp_path, walks, monkeypatch,
 
 def test_unknown_final_epochs_is_a_clear_error():
     with pytest.raises(SeqeqError, match="unknown final_epochs"):  # the Python API's name
-        SearchConfig(final_epochs="last")
+        RunConfig.of(final_epochs="last")
 
 
 def test_grouped_validation_holds_out_whole_groups(walks):
@@ -184,7 +184,7 @@ def test_trials_are_scored_where_the_final_model_will_be(tmp_path, walks, policy
     from seqeq.search import tail_epochs, trial_value
 
     assert [tail_epochs(e) for e in (1, 4, 25, 40)] == [1, 1, 2, 4]
-    cfg = SearchConfig(epochs=20, final_epochs=policy)
+    cfg = RunConfig.of(epochs=20, final_epochs=policy)
     curve = [0.5] * 10 + [0.9] + [0.6] * 6 + [0.7, 0.7, 0.8]
     assert trial_value(curve, 0.9, cfg) == pytest.approx(0.9 if policy == "best" else 0.75)
 
@@ -205,7 +205,7 @@ def test_the_median_pruner_waits_a_fifth_of_the_schedule(tmp_path):
     from seqeq.search import make_study, pruner_warmup
 
     assert [pruner_warmup(e) for e in (2, 15, 25, 40, 60)] == [3, 3, 5, 8, 12]
-    study = make_study(SearchConfig(epochs=40), tmp_path, load_if_exists=False)
+    study = make_study(RunConfig.of(epochs=40), tmp_path, load_if_exists=False)
     assert study.pruner._n_warmup_steps == 8
 
 
@@ -246,7 +246,7 @@ def _opened_search(tmp_path, walks, **kw):
 
     data = walks(n=48, T=8, groups=True)
     train, val, _ = split_validation(data, 0.2, 0)
-    cfg = SearchConfig(budget_kb=3, trials=5, epochs=2, device="cpu", **kw)
+    cfg = RunConfig.of(budget_kb=3, trials=5, epochs=2, device="cpu", **kw)
     ctx = SearchContext(train=train, val=val, cfg=cfg, device="cpu",
                         cells=["gru", "irnn", "fastgrnn"])
     study = make_study(cfg, tmp_path, load_if_exists=False)

@@ -17,7 +17,7 @@ import pytest
 from typer.testing import CliRunner
 
 from seqeq.cli import app
-from seqeq.config import SearchConfig
+from seqeq.config import RunConfig
 from seqeq.errors import SeqeqError, WriteError, cli_names
 
 TESTS = Path(__file__).resolve().parent
@@ -41,7 +41,7 @@ def test_a_search_whose_trials_all_fail_stops_with_the_cause(tmp_path, walks, mo
     monkeypatch.setattr(seqeq.search, "train_model", broken)
     t0 = time.perf_counter()
     with pytest.raises(SeqeqError) as e:
-        run_on(walks(n=60, T=10), None, SearchConfig(**{**FAST, "trials": 50}), tmp_path / "r")
+        run_on(walks(n=60, T=10), None, RunConfig.of(**{**FAST, "trials": 50}), tmp_path / "r")
     assert time.perf_counter() - t0 < 60
     msg = str(e.value)
     assert "trial(s) in a row failed" in msg and "Expected sequence length" in msg
@@ -67,7 +67,7 @@ def test_failed_trials_count_toward_trials(tmp_path, walks, monkeypatch):
         return real(model, train, cfg, **kw)
 
     monkeypatch.setattr(seqeq.search, "train_model", sometimes)
-    res = run_on(walks(n=60, T=10), None, SearchConfig(**{**FAST, "trials": 4}), tmp_path / "r")
+    res = run_on(walks(n=60, T=10), None, RunConfig.of(**{**FAST, "trials": 4}), tmp_path / "r")
     states = [t.state for t in _trials(tmp_path / "r")]
     assert len(states) == 4  # two completed, two failed: four counted
     report = json.loads(Path(res.report_json).read_text())
@@ -81,7 +81,7 @@ def test_failed_trials_count_toward_trials(tmp_path, walks, monkeypatch):
 def test_gradient_diagnostic_runs_over_a_bounded_window(tmp_path, walks):
     from seqeq.api import GRADIENT_WINDOW, run_on
 
-    res = run_on(walks(n=40, T=GRADIENT_WINDOW + 60), None, SearchConfig(**FAST), tmp_path / "r")
+    res = run_on(walks(n=40, T=GRADIENT_WINDOW + 60), None, RunConfig.of(**FAST), tmp_path / "r")
     g = json.loads(Path(res.report_json).read_text())["final"]["gradient_norm"]
     assert len(g) == GRADIENT_WINDOW
 
@@ -95,7 +95,7 @@ def test_huge_data_is_announced_with_what_it_costs():
     d = SeqData(X=X, lengths=np.full(12, 200_000), y=np.repeat([0, 1], 6),
                 class_names=["a", "b"], channel_names=["x", "y", "z"])
     with cli_names(), pytest.warns(UserWarning) as rec:
-        _say_cost(d, SearchConfig(budget_kb=8, trials=2), "cpu", quiet=True)
+        _say_cost(d, RunConfig.of(budget_kb=8, trials=2), "cpu", quiet=True)
     msg = str(rec[0].message)
     assert "12 series of up to 200,000 steps" in msg and "each trial of 40 epochs" in msg
     assert "--timeout SEC" in msg
@@ -103,7 +103,7 @@ def test_huge_data_is_announced_with_what_it_costs():
                     y=np.repeat([0, 1], 6), class_names=["a", "b"], channel_names=["x", "y", "z"])
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        _say_cost(small, SearchConfig(budget_kb=8, trials=2), "cpu", quiet=True)  # says nothing
+        _say_cost(small, RunConfig.of(budget_kb=8, trials=2), "cpu", quiet=True)  # says nothing
 
 
 # ---- one run per directory ------------------------------------------------------------------
@@ -228,9 +228,9 @@ def _slow(model, train, cfg, val=None, on_epoch=None, **kw):
     return _train(model, train, cfg, val=val, on_epoch=on_epoch, **kw)
 if sys.argv[2] == "0":
     seqeq.train.train_model = _slow
-from seqeq.config import SearchConfig
+from seqeq.config import RunConfig
 from seqeq.api import run_on
-cfg = SearchConfig(budget_kb=3, trials=2, epochs=2, final_seeds=1, cells=("gru",),
+cfg = RunConfig.of(budget_kb=3, trials=2, epochs=2, final_seeds=1, cells=("gru",),
                    device="cpu", resume=sys.argv[2] == "1")
 res = run_on(make_walks(n=80, T=12, seed=3), make_walks(n=20, T=12, seed=4), cfg, sys.argv[1],
              quiet=False)

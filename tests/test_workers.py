@@ -22,9 +22,9 @@ torch.set_num_threads(1)
 sys.path.insert(0, {str(TESTS)!r})
 from conftest import make_walks
 from seqeq.api import run_on
-from seqeq.config import SearchConfig
+from seqeq.config import RunConfig
 out, kw = sys.argv[1], json.loads(sys.argv[2])
-cfg = SearchConfig(**{{"budget_kb": 3, "epochs": 2, "final_seeds": 1, "cells": ("gru", "rnn"),
+cfg = RunConfig.of(**{{"budget_kb": 3, "epochs": 2, "final_seeds": 1, "cells": ("gru", "rnn"),
                       "device": "cpu", "pruner": "none", **kw}})
 res = run_on(make_walks(n=160, T=30, seed=3), make_walks(n=40, T=30, seed=4), cfg, out)
 print(json.dumps({{"n_trials": res.n_trials, "best": res.best_spec}}))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..config import DataConfig, SearchConfig
+from ..config import DataConfig, RunConfig
 from ..errors import SeqeqError, opt
 
 __all__ = ["load_data", "split_validation", "require_per_class", "say_cost",
@@ -93,22 +93,23 @@ def split_validation(train, frac: float, seed: int):
 COSTLY_TRIAL_SECONDS = 120.0
 
 
-def say_cost(train, cfg: SearchConfig, device: str, quiet: bool) -> None:
+def say_cost(train, cfg: RunConfig, device: str, quiet: bool) -> None:
     """Before anything runs on huge data (very long series, very many), say what one trial and
     the whole run will cost at least, measured on this machine, and how to bound it."""
     import warnings
 
     from ..train import estimate_epoch_seconds
 
-    if cfg.epochs * train.n_series * float(np.mean(train.lengths)) < 2e6:
+    if cfg.search.epochs * train.n_series * float(np.mean(train.lengths)) < 2e6:
         return  # small enough that no trial can take minutes: not worth a measurement
-    trial = cfg.epochs * estimate_epoch_seconds(train, device=device)
+    trial = cfg.search.epochs * estimate_epoch_seconds(train, device=device)
     if trial < COSTLY_TRIAL_SECONDS:
         return
-    total = trial * (cfg.trials + max(cfg.final_seeds, cfg.ensemble))
+    total = trial * (cfg.search.trials + max(cfg.final.final_seeds, cfg.final.ensemble))
+    epochs, trials = cfg.search.epochs, cfg.search.trials
     msg = (f"note: {train.n_series:,} series of up to {train.max_len:,} steps: each trial of "
-           f"{cfg.epochs} epochs takes at least about {_duration(trial)} on this machine, the "
-           f"whole run ({cfg.trials} trials and the final retrain) at least {_duration(total)}. "
+           f"{epochs} epochs takes at least about {_duration(trial)} on this machine, the "
+           f"whole run ({trials} trials and the final retrain) at least {_duration(total)}. "
            f"Bound it with {opt('timeout', placeholder='SEC')} (and "
            f"{opt('trial_timeout', placeholder='SEC')}), fewer {opt('epochs')}, or resample the "
            "series to fewer steps")

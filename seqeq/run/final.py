@@ -7,12 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._progress import console
-from ..config import SearchConfig
+from ..config import RunConfig
 
 __all__ = ["final_models"]
 
 
-def final_models(study, train, val, test, cfg: SearchConfig, device: str, out: Path,
+def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path,
                   quiet: bool):
     """The chosen trial (re-ranked with ``--rerank``) retrained on train+validation with
     ``final_seeds`` seeds (the test set evaluated once per model), and the model to export: the
@@ -24,7 +24,7 @@ def final_models(study, train, val, test, cfg: SearchConfig, device: str, out: P
 
     best = best_trial(study)
     reranked = None
-    if cfg.rerank:
+    if cfg.final.rerank:
         best, reranked = _rerank(study, train, val, cfg, device, out, quiet)
     spec = spec_of(best)
     # "all": the trial's whole learning-rate schedule. The epoch at which a small validation set
@@ -32,50 +32,50 @@ def final_models(study, train, val, test, cfg: SearchConfig, device: str, out: P
     # schedule scored higher on test than the validation-chosen epoch in 16 of 18 runs
     # (benchmarks/RESULTS.md, "Final retrain length"); "best" stops at that epoch
     all_epochs = int(best.user_attrs["train"]["epochs"])
-    epochs = (all_epochs if cfg.final_epochs == "all"
+    epochs = (all_epochs if cfg.final.final_epochs == "all"
               else max(1, int(best.user_attrs.get("best_epoch") or all_epochs)))
     full = concat(train, val)
     mean, std = full.channel_stats()
     finals = []
-    for k in range(max(cfg.final_seeds, cfg.ensemble)):
-        seed = cfg.seed + 1000 + k
+    for k in range(max(cfg.final.final_seeds, cfg.final.ensemble)):
+        seed = cfg.search.seed + 1000 + k
         model = build_model(spec, seed=seed)
         model.set_normalisation(mean, std)
         tcfg = train_config_of(best, device, seed=seed, stop_epoch=epochs)
-        hist = train_model(model, full, tcfg, metric=cfg.metric)
-        fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.metric)
+        hist = train_model(model, full, tcfg, metric=cfg.search.metric)
+        fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.search.metric)
         rec = {"seed": seed, "model": model, "val_score": fit_score, "history": hist.history}
         if test is not None:  # the test set, evaluated once per final model
             pred = predict_logits(model, test).argmax(1)
-            rec.update(test_score=score(test.y, pred, cfg.metric), test_pred=pred)
+            rec.update(test_score=score(test.y, pred, cfg.search.metric), test_pred=pred)
         finals.append(rec)
     ensemble = None
-    if cfg.ensemble > 1:  # the first N final models, averaged into one exported model
-        members = finals[: cfg.ensemble]
+    if cfg.final.ensemble > 1:  # the first N final models, averaged into one exported model
+        members = finals[: cfg.final.ensemble]
         model, spec = combine_models([f["model"].cpu() for f in members], spec)
         chosen = {"seed": None, "model": model, "history": members[0]["history"]}
         if test is not None:
             chosen["test_pred"] = predict_logits(model, test).argmax(1)
-            chosen["test_score"] = score(test.y, chosen["test_pred"], cfg.metric)
-        ensemble = {"members": cfg.ensemble, "seeds": [f["seed"] for f in members]}
+            chosen["test_score"] = score(test.y, chosen["test_pred"], cfg.search.metric)
+        ensemble = {"members": cfg.final.ensemble, "seeds": [f["seed"] for f in members]}
     else:
         chosen = max(finals, key=lambda f: f["val_score"])
     return best, reranked, spec, epochs, finals, chosen, ensemble
 
 
-def _rerank(study, train, val, cfg: SearchConfig, device: str, out: Path, quiet: bool):
+def _rerank(study, train, val, cfg: RunConfig, device: str, out: Path, quiet: bool):
     """``--rerank``: the best trial after re-scoring the top few on cross-validation folds."""
     from ..rerank import rerank
 
     def on_fold(trial: int, fold: int, value: float) -> None:
         if not quiet:
-            console.print(f"  re-rank: trial {trial}, fold {fold + 1}/{cfg.rerank_folds}: "
-                          f"{cfg.metric} {value:.4f}")
+            console.print(f"  re-rank: trial {trial}, fold {fold + 1}/{cfg.final.rerank_folds}: "
+                          f"{cfg.search.metric} {value:.4f}")
 
     if not quiet:
-        console.print(f"re-ranking the {cfg.rerank} best trials on {cfg.rerank_folds} "
-                      f"cross-validation folds ({cfg.rerank * (cfg.rerank_folds - 1)} trainings; "
-                      f"fold 1 is the search's validation split)")
+        k, folds = cfg.final.rerank, cfg.final.rerank_folds
+        console.print(f"re-ranking the {k} best trials on {folds} cross-validation folds "
+                      f"({k * (folds - 1)} trainings; fold 1 is the search's validation split)")
     best, section = rerank(study, train, val, cfg, device, run_dir=out, on_fold=on_fold)
     if not quiet:
         rows = sorted(section["rows"], key=lambda r: -r["score"])

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..config import DataConfig, SearchConfig
+from ..config import DataConfig, RunConfig
 from ..errors import WriteError
 from .data import load_data, say_cost, split_validation
 from .final import final_models
@@ -35,7 +35,7 @@ class Run:
     """What the stages of one run share: its settings, its data and splits, and (once opened)
     its study."""
 
-    cfg: SearchConfig
+    cfg: RunConfig
     out: Path
     train_all: Any
     test: Any
@@ -53,17 +53,17 @@ class Run:
     study: Any = None
 
 
-def run(dc: DataConfig, cfg: SearchConfig, out: str | Path | None = None,
+def run(dc: DataConfig, cfg: RunConfig, out: str | Path | None = None,
         quiet: bool = True) -> RunResult:
     """Search, retrain, test once, export and report on the data ``dc`` names."""
     out = Path(out) if out is not None else default_out(dc)
     check_run_dir(out, cfg)  # before reading any data: a refused run costs nothing
-    train_all, test, data_info = load_data(dc, seed=cfg.seed)
+    train_all, test, data_info = load_data(dc, seed=cfg.search.seed)
     return run_on(train_all, test, cfg, out, data_info={**data_info, "config": asdict(dc)},
                   val_frac=dc.val_frac, quiet=quiet)
 
 
-def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict | None = None,
+def run_on(train_all, test, cfg: RunConfig, out: str | Path, data_info: dict | None = None,
            val_frac: float = 0.2, quiet: bool = True, keep_model: bool = False,
            html: bool = True) -> RunResult:
     """The run on in-memory data (``test`` may be None: no test evaluation). ``html``: render
@@ -82,7 +82,7 @@ def run_on(train_all, test, cfg: SearchConfig, out: str | Path, data_info: dict 
         raise
 
 
-def _validated(train_all, test, cfg: SearchConfig, out: Path, data_info: dict,
+def _validated(train_all, test, cfg: RunConfig, out: Path, data_info: dict,
                val_frac: float, quiet: bool) -> Run:
     """Every check that needs no file written: data, device, splits, run directory, budget,
     re-ranking folds; and what huge data will cost."""
@@ -93,17 +93,17 @@ def _validated(train_all, test, cfg: SearchConfig, out: Path, data_info: dict,
     train_all.check_trainable()
     if test is not None:
         test.check_trainable()
-    device = resolve_device(cfg.device)
+    device = resolve_device(cfg.run.device)
     check_device(device)
-    train, val, val_how = split_validation(train_all, val_frac, cfg.seed)
+    train, val, val_how = split_validation(train_all, val_frac, cfg.search.seed)
     data_fp = f"{train.fingerprint()}-{val.fingerprint()}"
     check_run_dir(out, cfg, data_fp)  # a resumed run: the same data as its finished trials
     cells = candidate_cells(cfg, train.n_channels, train.n_classes)
     say_cost(train, cfg, device, quiet)
-    if cfg.rerank:  # folds that cannot be made fail now, not after the search
+    if cfg.final.rerank:  # folds that cannot be made fail now, not after the search
         from ..rerank import rerank_folds
 
-        rerank_folds(train, val, cfg.rerank_folds, cfg.seed)
+        rerank_folds(train, val, cfg.final.rerank_folds, cfg.search.seed)
     return Run(cfg=cfg, out=out, train_all=train_all, test=test, train=train, val=val,
                val_how=val_how, data_info=data_info, data_fp=data_fp, device=device,
                cells=cells, quiet=quiet, t_start=t_start)
@@ -118,13 +118,13 @@ def _start(rc: Run, created: bool) -> None:
     cfg, out = rc.cfg, rc.out
     try:
         check_run_dir(out, cfg, rc.data_fp)  # again, now that no other run can change it
-        if cfg.storage is not None:  # a shared storage that cannot be opened writes nothing
+        if cfg.run.storage is not None:  # a shared storage that cannot be opened writes nothing
             rc.study = open_study(cfg, out)
         prepare_run_dir(out, cfg)
         if rc.study is None:
             rc.study = open_study(cfg, out)
         atomic_write_json(out / "run.json", {
-            "seqeq_version": __version__, "data": rc.data_info, "search": asdict(cfg),
+            "seqeq_version": __version__, "data": rc.data_info, "search": cfg.flat(),
             "device": rc.device, "cells": rc.cells, "validation": rc.val_how,
             "data_fingerprint": rc.data_fp})
     except BaseException:
@@ -149,7 +149,7 @@ def _search_and_finish(rc: Run) -> RunResult:
         return record_interrupted(rc, search_seconds, during="final retrain")
     model = chosen["model"].cpu()
     save_extra = {"class_names": rc.train.class_names, "channel_names": rc.train.channel_names,
-                  "metric": rc.cfg.metric, "seed": chosen["seed"],
+                  "metric": rc.cfg.search.metric, "seed": chosen["seed"],
                   **({"member_seeds": ensemble["seeds"]} if ensemble else {})}
     return record(rc, best=best, spec=spec, model=model, val_score=best.value, epochs=epochs,
                   final=final_section(rc, finals, chosen, ensemble, model), reranked=reranked,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..config import SearchConfig
+from ..config import RunConfig
 from ..errors import Interrupted, SeqeqError
 from .result import RunResult
 
@@ -29,7 +29,7 @@ def record(rc, *, best, spec, model, val_score: float, epochs, final: dict | Non
 
     cfg, out = rc.cfg, rc.out
     save_model(model, spec, out / "model", extra=save_extra)
-    onnx_info = export_model(out / "model", out / "best.onnx", quantize=cfg.quantize)
+    onnx_info = export_model(out / "model", out / "best.onnx", quantize=cfg.export.quantize)
     report = report_base(rc.study, cfg, out, rc.device, rc.cells, rc.t_start, search_seconds,
                          final is None, rc.train_all, rc.test, rc.data_info, rc.val_how,
                          rc.train, rc.val)
@@ -39,11 +39,11 @@ def record(rc, *, best, spec, model, val_score: float, epochs, final: dict | Non
     fin = final or {}
     return RunResult(
         run_dir=str(out), best_spec=spec.to_dict(),
-        size_bytes=spec_size_bytes(spec, cfg.bytes_per_param), quantize=cfg.quantize,
-        val_score=float(val_score), metric=cfg.metric, test_mean=fin.get("test_mean"),
+        size_bytes=spec_size_bytes(spec, cfg.bytes_per_param), quantize=cfg.export.quantize,
+        val_score=float(val_score), metric=cfg.search.metric, test_mean=fin.get("test_mean"),
         test_std=fin.get("test_std"), test_scores=list(fin.get("test_scores") or []),
         onnx_path=str(out / "best.onnx"), test_score=fin.get("chosen_test_score"),
-        ensemble=cfg.ensemble if final is not None else 1,
+        ensemble=cfg.final.ensemble if final is not None else 1,
         report_json=str(paths["json"]), report_html=str(paths["html"]),
         model_dir=str(out / "model"), n_trials=report["search"]["n_finished"],
         n_pruned=report["search"]["n_pruned"], seconds=time.perf_counter() - rc.t_start,
@@ -60,7 +60,7 @@ def final_section(rc, finals: list[dict], chosen: dict, ensemble: dict | None, m
     from ..models import gradient_norm_ratio
     from ..train import predict_logits, score
 
-    test, val, metric = rc.test, rc.val, rc.cfg.metric
+    test, val, metric = rc.test, rc.val, rc.cfg.search.metric
     test_scores = [f["test_score"] for f in finals if "test_score" in f]
     # what int8 weights cost: the chosen model, quantise-dequantised, on the same test set
     test_int8 = (score(test.y, predict_logits(quantize_model_weights(model), test, device="cpu")
@@ -116,7 +116,7 @@ def record_interrupted(rc, search_seconds: float, during: str = "search") -> Run
     return res
 
 
-def report_base(study, cfg: SearchConfig, out: Path, device: str, cells, t_start: float,
+def report_base(study, cfg: RunConfig, out: Path, device: str, cells, t_start: float,
                  search_seconds: float, interrupted: bool, train_all, test, data_info: dict,
                  val_how: str, train, val) -> dict:
     """The report's sections that the search alone determines (data, search, trials,
@@ -141,14 +141,14 @@ def report_base(study, cfg: SearchConfig, out: Path, device: str, cells, t_start
                  "origin": data_info, "validation": val_how,
                  "n_train_search": train.n_series, "n_val": val.n_series,
                  "vectors": describe_vectors(train_all.vectors, train_all.channel_names)},
-        "search": {"budget_kb": cfg.budget_kb, "budget_bytes": cfg.budget_bytes,
-                   "bytes_per_param": cfg.bytes_per_param, "quantize": cfg.quantize,
-                   "metric": cfg.metric, "trials_requested": cfg.trials,
-                   "timeout": cfg.timeout, "epochs": cfg.epochs,
-                   "final_epochs": cfg.final_epochs, "pruner": cfg.pruner,
-                   "ensemble": cfg.ensemble, "rerank": cfg.rerank,
-                   "rerank_folds": cfg.rerank_folds, "opening": cfg.opening,
-                   "seed": cfg.seed, "workers": cfg.workers, "cells": cells,
+        "search": {"budget_kb": cfg.search.budget_kb, "budget_bytes": cfg.budget_bytes,
+                   "bytes_per_param": cfg.bytes_per_param, "quantize": cfg.export.quantize,
+                   "metric": cfg.search.metric, "trials_requested": cfg.search.trials,
+                   "timeout": cfg.search.timeout, "epochs": cfg.search.epochs,
+                   "final_epochs": cfg.final.final_epochs, "pruner": cfg.search.pruner,
+                   "ensemble": cfg.final.ensemble, "rerank": cfg.final.rerank,
+                   "rerank_folds": cfg.final.rerank_folds, "opening": cfg.search.opening,
+                   "seed": cfg.search.seed, "workers": cfg.run.workers, "cells": cells,
                    "n_trials": len(trials),
                    "n_finished": sum(t["state"] in ("complete", "pruned") for t in trials),
                    "n_complete": sum(t["state"] == "complete" for t in trials),

@@ -10,7 +10,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..config import DataConfig, SearchConfig
+from ..config import DataConfig, RunConfig
 from ..errors import SeqeqError, WriteError, opt
 
 __all__ = ["RUNS_DIR", "LOCK_FILE", "check_run_dir", "prepare_run_dir", "run_dir_lock",
@@ -22,22 +22,22 @@ RUNS_DIR = Path("runs")
 _RUN_FILES = ("study.db", "run.json", "report.json", "best.onnx")
 
 
-def check_run_dir(out: Path, cfg: SearchConfig, data_fp: str | None = None) -> None:
+def check_run_dir(out: Path, cfg: RunConfig, data_fp: str | None = None) -> None:
     """Refuse a run directory that would be clobbered, before anything is read or written
     (``data_fp``: the search data's fingerprint, once loaded, for a resumed run to compare)."""
     if out.exists() and not out.is_dir():
         raise SeqeqError(f"{opt('out', str(out))} exists and is not a directory",
                          f"Choose a directory path for {opt('out')}")
     has_run = out.is_dir() and any((out / f).exists() for f in _RUN_FILES)
-    if has_run and not (cfg.resume or cfg.overwrite):
+    if has_run and not (cfg.run.resume or cfg.run.overwrite):
         raise SeqeqError(f"run directory {out} already holds a run",
                          f"Pass {opt('resume')} to continue it, {opt('overwrite')} to replace "
                          f"it, or choose another {opt('out')}")
-    if cfg.resume and not has_run and cfg.storage is None:
+    if cfg.run.resume and not has_run and cfg.run.storage is None:
         raise SeqeqError(f"nothing to resume in {out}", f"Drop {opt('resume')} to start a new run")
-    if cfg.resume and has_run:
+    if cfg.run.resume and has_run:
         _check_resume_matches(out, cfg, data_fp)
-    if out.is_dir() and not has_run and not cfg.overwrite:
+    if out.is_dir() and not has_run and not cfg.run.overwrite:
         foreign = sorted(p.name for p in out.iterdir()
                          if not _is_tmp(p) and p.name != LOCK_FILE)
         if foreign:
@@ -58,7 +58,7 @@ _NONE_TYPED = {"rotate": "auto"}
 _NONE_SHOWN = {"cells": "all cells", "quantize": "none"}
 
 
-def _check_resume_matches(out: Path, cfg: SearchConfig, data_fp: str | None = None) -> None:
+def _check_resume_matches(out: Path, cfg: RunConfig, data_fp: str | None = None) -> None:
     """--resume with settings that would make the finished trials incomparable (a smaller budget
     would let an over-budget trial win, another seed another validation split) or with other data
     is refused, naming what the run used."""
@@ -72,7 +72,8 @@ def _check_resume_matches(out: Path, cfg: SearchConfig, data_fp: str | None = No
     defaults = {"ensemble": 1}  # settings that runs of older versions did not record
     for key in _RESUME_FIXED:
         flag = opt(key)
-        was, now = before.get(key, defaults.get(key, getattr(cfg, key))), getattr(cfg, key)
+        now = cfg.flat()[key]
+        was = before.get(key, defaults.get(key, now))
         if isinstance(was, list):  # JSON keeps tuples as lists
             was = tuple(was)
         if was != now:
@@ -168,7 +169,7 @@ def disk_full(e: BaseException) -> bool:
                                                         or "disk i/o error" in text)
 
 
-def resumable(e: SeqeqError, out: Path, cfg: SearchConfig) -> WriteError:
+def resumable(e: SeqeqError, out: Path, cfg: RunConfig) -> WriteError:
     """A file of the run that could not be written, with how to carry on: the study keeps
     every finished trial, so the same command plus --resume continues where it stopped."""
     problem = e.problem if isinstance(e, WriteError) else (
@@ -176,19 +177,19 @@ def resumable(e: SeqeqError, out: Path, cfg: SearchConfig) -> WriteError:
     if not (out / "run.json").is_file():  # the run never started: nothing of it is kept
         return WriteError(problem, "Nothing was kept; free space on that disk, then run the "
                                    "command again")
-    again = ("the same command" if cfg.resume else f"the same command plus {opt('resume')}")
+    again = ("the same command" if cfg.run.resume else f"the same command plus {opt('resume')}")
     return WriteError(problem, f"The files written before it are intact (the finished trials "
                                f"are in the study); free space on that disk, then run {again}")
 
 
-def prepare_run_dir(out: Path, cfg: SearchConfig) -> None:
+def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     """Create (or, with --overwrite, clear seqeq's files from) the run directory. Call only once
     every input has been validated."""
     from ..search import CHECKPOINT
 
     check_run_dir(out, cfg)
     try:
-        if cfg.overwrite and out.is_dir():
+        if cfg.run.overwrite and out.is_dir():
             for f in (*_RUN_FILES, "report.html"):
                 (out / f).unlink(missing_ok=True)
             for d in ("model", CHECKPOINT):

@@ -7,19 +7,19 @@ from __future__ import annotations
 from pathlib import Path
 
 from .._progress import SearchProgress, console
-from ..config import SearchConfig
+from ..config import RunConfig
 from ..errors import SeqeqError, opt
 
 __all__ = ["open_study", "check_device", "fail_interrupted_trials", "search"]
 
 
-def open_study(cfg: SearchConfig, out: Path):
+def open_study(cfg: RunConfig, out: Path):
     """The Optuna study; a storage that cannot be opened is a user error naming the URL (without
     its password)."""
     from ..search import make_study
 
     try:
-        return make_study(cfg, out, load_if_exists=cfg.resume or cfg.storage is not None)
+        return make_study(cfg, out, load_if_exists=cfg.run.resume or cfg.run.storage is not None)
     except SeqeqError:
         raise
     except Exception as e:
@@ -27,14 +27,15 @@ def open_study(cfg: SearchConfig, out: Path):
 
         if disk_full(e):  # not the storage's fault: run_on names the file and the way on
             raise
-        url = cfg.storage or f"sqlite:///{out / 'study.db'}"
+        url = cfg.run.storage or f"sqlite:///{out / 'study.db'}"
         try:
             from sqlalchemy.engine import make_url
 
             url = make_url(url).render_as_string(hide_password=True)
         except Exception:
             url = url.split("@")[-1] if "@" in url else url
-        msg = " ".join(str(e).replace(cfg.storage or url, url).split())[:200] or type(e).__name__
+        msg = (" ".join(str(e).replace(cfg.run.storage or url, url).split())[:200]
+               or type(e).__name__)
         raise SeqeqError(f"cannot open the study storage {url} ({type(e).__name__}: {msg})",
                          f"Check {opt('storage')} (e.g. postgresql://user@host/db, which needs "
                          "pip install seqeq[postgres]) and that the database is reachable"
@@ -83,19 +84,20 @@ def search(rc) -> tuple[object, bool]:
     from ..search import SearchContext, run_workers
 
     cfg, study = rc.cfg, rc.study
-    if cfg.resume and cfg.storage is None:
+    if cfg.run.resume and cfg.run.storage is None:
         n = fail_interrupted_trials(study)
         if n and not rc.quiet:
             console.print(f"resuming: {n} interrupted trial(s) marked failed and re-queued")
     ctx = SearchContext(train=rc.train, val=rc.val, cfg=cfg, device=rc.device, cells=rc.cells,
                         run_dir=rc.out)
     interrupted = False
-    with SearchProgress(cfg.trials, cfg.metric, quiet=rc.quiet, ensemble=cfg.ensemble) as prog:
+    with SearchProgress(cfg.search.trials, cfg.search.metric, quiet=rc.quiet,
+                        ensemble=cfg.final.ensemble) as prog:
         prog.start(study)
         try:
             run_workers(ctx, study, rc.out, callbacks=[prog.callback])
         except KeyboardInterrupt:
             interrupted = True
-    if interrupted and cfg.storage is None:  # our own study: the cut-short trial is re-queued
+    if interrupted and cfg.run.storage is None:  # our own study: the cut-short trial is re-queued
         fail_interrupted_trials(study)
     return study, interrupted
