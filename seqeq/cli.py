@@ -284,8 +284,10 @@ def export(
     run: Annotated[Path | None, typer.Option(help="Run directory (default: the latest "
                                              "finished run under runs/).")] = None,
     quantize: Quantize = None,
+    target: Annotated[str | None, typer.Option(
+        help="Export target (default: chosen by OUT_PATH's suffix; onnx for .onnx).")] = None,
 ):
-    """Export the best model of a run to ONNX.
+    """Export the best model of a run to ONNX (or another registered export target).
 
     Example: seqeq export best.onnx --run runs/har2 --quantize int8
     """
@@ -293,10 +295,11 @@ def export(
     from .export.targets import target_for
 
     with _user_errors():
-        target_for(out_path)  # the output's suffix chooses the export target
+        chosen = target_for(out_path, target)  # the option, else the output's suffix
         if out_path.is_dir():
-            raise SeqeqError(f"{out_path} is a directory", "Name the output file *.onnx")
-        info = api.export(out_path, run_dir=run, quantize=quantize)
+            raise SeqeqError(f"{out_path} is a directory",
+                             f"Name the output file *{chosen.suffixes[0]}")
+        info = api.export(out_path, run_dir=run, quantize=quantize, target=target)
         what = (f"trial {info['trial']}'s model from the search of {info['run_dir']}, not "
                 "retrained or tested: that run was interrupted (the same command plus --resume "
                 "finishes it)" if info["origin"] == "search"

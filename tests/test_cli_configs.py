@@ -148,7 +148,7 @@ def test_export_quantize_reaches_the_api(monkeypatch, tmp_path):
     seen = {}
 
     def record(out_path, run_dir=None, quantize=None, target=None):
-        seen.update(quantize=quantize, run_dir=run_dir)
+        seen.update(quantize=quantize, run_dir=run_dir, target=target)
         raise typer.Exit(0)
 
     monkeypatch.setattr(api, "export", record)
@@ -156,3 +156,8 @@ def test_export_quantize_reaches_the_api(monkeypatch, tmp_path):
                                    "--quantize", "int8"])
     assert res.exit_code == 0, res.output
     assert seen["quantize"] == "int8" and str(seen["run_dir"]) == "runs/x"
+    assert seen["target"] is None  # chosen by the suffix
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "m.bin"), "--target", "onnx"])
+    assert res.exit_code == 0 and seen["target"] == "onnx", res.output
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "m.bin"), "--target", "tflite"])
+    assert res.exit_code == 2 and "unknown export target 'tflite'" in res.stderr
