@@ -333,3 +333,15 @@ def test_a_report_plot_is_one_registration():
     assert all(p.title and p.caption and callable(p.draw) for p in PLOTS.values())
     with pytest.raises(ValueError, match="already registered"):
         register_plot(Plot("plot-history", "t", "c", lambda *a: None, lambda r: (1, 1)))
+
+
+def test_optunas_per_parameter_warnings_become_one_sentence():
+    """The report's importance note was a wall of one Optuna warning per parameter."""
+    from seqeq.report._collect import _summarise
+
+    w = ("Some regimes for parameter `{}` have less than 2 trials. The importance of the "
+         "parameter may be inaccurate.")
+    note = _summarise([w.format(f"irnn.p{i}") for i in range(11)] + ["Another warning."])
+    assert note.startswith("Some values of 11 parameter(s) were tried by fewer than 2 trials")
+    assert "irnn.p0, irnn.p1" in note and "and 3 more" in note and note.endswith("Another warning.")
+    assert note.count("Some") == 1

@@ -390,15 +390,25 @@ class _TextNumbers:
         self.dotted = np.flatnonzero(~self.missing & ~np.isnan(self.values)
                                      & text.str.contains(".", regex=False).to_numpy())
 
+        # which of those fit each convention, matched once (a number needs a digit)
+        digit = self.text.iloc[self.rest].str.contains(r"\d").to_numpy()
+        rest = self.text.iloc[self.rest]
+        self._fit = {".": rest.str.fullmatch(_DOT_NUMBER).to_numpy() & digit,
+                     ",": np.r_[rest.str.fullmatch(_COMMA_NUMBER).to_numpy() & digit,
+                                self.text.iloc[self.dotted].str.fullmatch(_COMMA_NUMBER)
+                                .to_numpy()].astype(bool)}
+
     def _idx(self, mark: str) -> np.ndarray:
         return self.rest if mark == "." else np.r_[self.rest, self.dotted].astype(np.int64)
 
+    def not_numbers(self) -> np.ndarray:
+        """Positions (into ``rest``) of values that are numbers by neither convention."""
+        return np.flatnonzero(~(self._fit["."] | self._fit[","][: len(self.rest)]))
+
     def fits(self, mark: str) -> str | None:
         """The first value that does not read as a number with ``mark`` as the decimal mark."""
-        vals = self.text.iloc[self._idx(mark)]
-        ok = vals.str.fullmatch(_DOT_NUMBER if mark == "." else _COMMA_NUMBER) & \
-            vals.str.contains(r"\d")
-        return None if ok.all() else str(vals[~ok].iloc[0])
+        bad = np.flatnonzero(~self._fit[mark])
+        return None if not len(bad) else str(self.text.iloc[self._idx(mark)[bad[0]]])
 
     def floats(self, mark: str) -> np.ndarray:
         out = self.values.copy()
@@ -428,13 +438,11 @@ def _numbers(df: pd.DataFrame, cols: Sequence[str], fname: str, decimal: str | N
             out[c] = typed
             continue
         tn = _TextNumbers(df[c])
-        rest = tn.text.iloc[tn.rest]
-        ok = (rest.str.fullmatch(_DOT_NUMBER) | rest.str.fullmatch(_COMMA_NUMBER)) & \
-            rest.str.contains(r"\d")
-        if not ok.all():  # not a number by either convention
-            v = str(rest[~ok].iloc[0])
+        bad = tn.not_numbers()
+        if len(bad):  # not a number by either convention
+            v = str(tn.text.iloc[tn.rest[bad[0]]])
             raise SeqeqError(
-                    f"channel column {c!r} in {fname} is not numeric ({int((~ok).sum())} values "
+                    f"channel column {c!r} in {fname} is not numeric ({len(bad)} values "
                     f"such as {v[:40]!r})",
                     f"Fix or drop the column, or mark it with {opt('id_col')}/"
                     f"{opt('label_col')}/{opt('group_col')}")
@@ -593,10 +601,10 @@ def _id_array(values) -> np.ndarray:
         if np.all(np.isfinite(arr)) and np.all(arr == np.round(arr)):
             return arr.astype(np.int64)
         return arr
-    text = [str(v).strip() for v in (values.tolist() if hasattr(values, "tolist") else values)]
-    if text and all(isinstance(v, str) for v in (values.tolist() if hasattr(values, "tolist")
-                                                 else values)) \
-            and all(_PLAIN_INT.match(t) for t in text):
+    items = values.tolist() if hasattr(values, "tolist") else list(values)
+    text = [str(v).strip() for v in items]
+    # integers written as text become numbers only when every id is one (mixed types stay text)
+    if text and all(isinstance(v, str) for v in items) and all(map(_PLAIN_INT.match, text)):
         return np.array([int(t) for t in text], dtype=np.int64)
     return np.array(text)
 
@@ -924,9 +932,12 @@ def from_dataframe(
             taken.add(cols[key])
     lab, idc, grp, tim = cols["label"], cols["id"], cols["group"], cols["time"]
     for c in (lab, idc, grp):  # ' s1' and 's1 ' are the id s1, as they read
-        if c is not None and (pd.api.types.is_object_dtype(df[c])
-                              or pd.api.types.is_string_dtype(df[c])):
+        if c is None:
+            continue
+        if pd.api.types.is_object_dtype(df[c]):  # (mixed types: strip the text only)
             df[c] = df[c].map(lambda v: v.strip() if isinstance(v, str) else v)
+        elif pd.api.types.is_string_dtype(df[c]):
+            df[c] = df[c].str.strip()
     notes = {}
     if lab is not None and not require_labels and df[lab].isna().any():
         # labels are optional here (e.g. predicting): an incomplete label column is ignored

@@ -55,8 +55,23 @@ def param_importances(study: Any) -> dict[str, Any]:
         return out
     out["values"] = {str(k): float(v) for k, v in sorted(values.items(), key=lambda kv: -kv[1])}
     if msgs:
-        out["note"] = " ".join(msgs)
+        out["note"] = _summarise(msgs)
     return out
+
+
+def _summarise(msgs: list[str]) -> str:
+    """Optuna's warnings as a note: its one warning per parameter with too few trials in some
+    regime becomes one sentence naming those parameters."""
+    import re
+
+    few = [m for m in msgs if re.match(r"Some regimes for parameter `[^`]+` have less than", m)]
+    names = [re.search(r"`([^`]+)`", m).group(1) for m in few]
+    rest = [m for m in msgs if m not in few]
+    if names:
+        shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+        rest.insert(0, f"Some values of {len(names)} parameter(s) were tried by fewer than 2 "
+                       f"trials, so their importances may be inaccurate: {shown}.")
+    return " ".join(rest)
 
 
 def int8_size(model: Any) -> int | None:
