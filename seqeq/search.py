@@ -297,8 +297,9 @@ def _beats_best(trial: optuna.Trial, value: float) -> bool:
 
 def run_search(ctx: SearchContext, study: optuna.Study,
                callbacks: list[Callable] | None = None) -> optuna.Study:
-    """Run this process's share of the search until ``cfg.search.trials`` trials have finished
-    (completed or pruned, counted over all workers) or ``cfg.search.timeout`` passes."""
+    """Run this process's share of the search until ``cfg.search.trials`` trials have ended
+    (completed, pruned or failed in training: :func:`counts_toward_trials`, over all workers),
+    ``cfg.search.timeout`` passes, or the trials keep failing (then a one-line SeqeqError)."""
     cfg = ctx.cfg
     if sum(map(counts_toward_trials, study.get_trials(deepcopy=False))) >= cfg.search.trials:
         return study

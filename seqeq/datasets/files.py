@@ -197,24 +197,26 @@ def _ragged(path: Path, sep: str, encoding: str) -> SeqeqError:
 
 def _text_columns(path: Path, sep: str, encoding: str, names: dict[str, str | None]
                   ) -> list[str]:
-    """The header names (as in the file) of the id, label and group columns, read as text so
-    that ids such as '007' and '7' stay two series and a label 'NA' stays a label."""
+    """The header names (as in the file) of the label, id and group columns, found as
+    :func:`from_dataframe` finds them (:func:`_resolve`), to be read as text: ids such as '007'
+    and '7' stay two series and a label 'NA' stays a label."""
     try:
-        header = pd.read_csv(path, sep=sep, encoding=encoding, nrows=0, skipinitialspace=True)
+        raw = list(pd.read_csv(path, sep=sep, encoding=encoding, nrows=0,
+                               skipinitialspace=True).columns)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError):
         return []
-    raw = list(header.columns)
-    stripped = {str(c).strip(): c for c in raw}
-    lower = {k.lower(): k for k in stripped}
-    out = []
-    for role, known in (("id", ID_NAMES), ("label", LABEL_NAMES), ("group", GROUP_NAMES)):
-        given = names.get(role)
-        if given is not None:
-            hit = stripped.get(given) or stripped.get(lower.get(str(given).lower(), ""))
-        else:
-            hit = next((stripped[lower[n]] for n in known if n in lower), None)
-        if hit is not None and hit not in out:
-            out.append(hit)
+    header = pd.DataFrame(columns=[str(c).strip() for c in raw])
+    as_written = dict(zip(header.columns, raw, strict=True))
+    out, taken = [], set()
+    for role, known, arg in (("label", LABEL_NAMES, "label_col"), ("id", ID_NAMES, "id_col"),
+                             ("group", GROUP_NAMES, "group_col")):
+        try:
+            hit = _resolve(header, names.get(role), known, role, arg, taken)
+        except SeqeqError:  # a given column that is absent: from_dataframe says so
+            hit = None
+        if hit is not None and hit not in taken:
+            taken.add(hit)
+            out.append(as_written[hit])
     return out
 
 
@@ -391,8 +393,8 @@ class _TextNumbers:
                                      & text.str.contains(".", regex=False).to_numpy())
 
         # which of those fit each convention, matched once (a number needs a digit)
-        digit = self.text.iloc[self.rest].str.contains(r"\d").to_numpy()
         rest = self.text.iloc[self.rest]
+        digit = rest.str.contains(r"\d").to_numpy()
         self._fit = {".": rest.str.fullmatch(_DOT_NUMBER).to_numpy() & digit,
                      ",": np.r_[rest.str.fullmatch(_COMMA_NUMBER).to_numpy() & digit,
                                 self.text.iloc[self.dotted].str.fullmatch(_COMMA_NUMBER)
