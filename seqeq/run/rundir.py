@@ -184,10 +184,9 @@ def resumable(e: SeqeqError, out: Path, cfg: RunConfig) -> WriteError:
 
 def prepare_run_dir(out: Path, cfg: RunConfig) -> None:
     """Create (or, with --overwrite, clear seqeq's files from) the run directory. Call only once
-    every input has been validated."""
+    every input has been validated and :func:`check_run_dir` has passed under the lock."""
     from ..search import CHECKPOINT
 
-    check_run_dir(out, cfg)
     try:
         if cfg.run.overwrite and out.is_dir():
             for f in (*_RUN_FILES, "report.html"):
