@@ -74,14 +74,17 @@ def _one_line(e: BaseException) -> str:
 Budget = Annotated[float, typer.Option("--budget-kb", help="Model-size budget in KiB "
                                        "(parameter bytes incl. the classifier head).")]
 Trials = Annotated[int, typer.Option(help="Trials to finish (completed or pruned), all workers.")]
-Timeout = Annotated[float | None, typer.Option(help="Wall-clock limit of the search in seconds.")]
+Timeout = Annotated[float | None, typer.Option(
+    help="Wall-clock limit of the search in seconds (default: 150 per 1,000 training series, "
+         "at least 150; 0: none). The search ends at --trials or this, whichever is first.")]
 Seed = Annotated[int, typer.Option(help="Seed for splits, sampler and training.")]
 Out = Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>-<time>).")]
 Cells = Annotated[str | None, typer.Option(help="Comma-separated cells to search, e.g. "
                                            "irnn,tinyrnn,gru (default: all).")]
 Metric = Annotated[str, typer.Option(help="accuracy | balanced_accuracy | macro_f1.")]
-Epochs = Annotated[int, typer.Option(
-    help="Epochs per trial: its learning-rate schedule, which the final retrain repeats.")]
+Epochs = Annotated[int | None, typer.Option(
+    help="Epochs per trial: its learning-rate schedule, which the final retrain repeats "
+         "(default: 40, or more where those are fewer than 1000 optimiser steps).")]
 FinalSeeds = Annotated[int, typer.Option("--final-seeds", help="Seeds for the final retrain.")]
 Ensemble = Annotated[int, typer.Option(
     help="Export the average of this many final models as one ONNX model; the budget covers "
@@ -111,8 +114,8 @@ Overwrite = Annotated[bool, typer.Option(help="Replace an existing run in --out.
 Quantize = Annotated[str | None, typer.Option(help="int8: budget and export 8-bit weights.")]
 Pruner = Annotated[str, typer.Option(help="median | hyperband | none.")]
 TrialTimeout = Annotated[float | None, typer.Option(
-    "--trial-timeout", help="Stop one trial's training after this many seconds (default: a "
-    "third of --timeout, else none).")]
+    "--trial-timeout", help="One trial's seconds (default: a quarter of the search's time); a "
+    "schedule that cannot end in time is shortened after its first epoch.")]
 Rotate = Annotated[str, typer.Option(
     help="Training augmentation: turn x/y/z sensor channels by random rotations up to DEG "
     "degrees. auto: searched (0, 15, 30 or 45); a number fixes it; 0 turns it off.")]
@@ -172,7 +175,7 @@ def _print_result(res, as_json: bool) -> None:
 SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("budget_kb", Budget, 20.0), ("trials", Trials, 20), ("timeout", Timeout, None),
     ("seed", Seed, 0), ("out", Out, None), ("cells", Cells, None), ("metric", Metric, "accuracy"),
-    ("epochs", Epochs, 40), ("final_seeds", FinalSeeds, 3), ("ensemble", Ensemble, 1),
+    ("epochs", Epochs, None), ("final_seeds", FinalSeeds, 3), ("ensemble", Ensemble, 1),
     ("rerank", Rerank, 0), ("rerank_folds", RerankFolds, 3), ("opening", Opening, True),
     ("final_epochs", FinalEpochs, "all"), ("device", Device, "auto"),
     ("storage", Storage, None), ("study_name", StudyName, None), ("workers", Workers, 1),

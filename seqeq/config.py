@@ -91,15 +91,18 @@ class SearchConfig:
     #: KiB of stored weights, at the export precision (:class:`ExportConfig`)
     budget_kb: float = 20.0
     trials: int = 20
+    #: the search's seconds; None: ``search.AUTO_SEARCH_SECONDS`` per 1,000 training series (at
+    #: least that); 0: no limit. The search stops at ``trials`` or the time, whichever is first
     timeout: float | None = None
     seed: int = 0
     #: cell names to search (None: every cell with a search space)
     cells: tuple[str, ...] | None = None
     metric: str = "accuracy"
     #: epochs per trial: the length of its cosine schedule, which the final retrain repeats
-    #: (pruning stops bad trials sooner). 40: on HAR-2 with rotation augmentation, 40 epochs beat 25
-    #: by 0.5-0.6 points for GRU and TARNN (benchmarks/RESULTS.md, "Rotation augmentation")
-    epochs: int = 40
+    #: (pruning stops bad trials sooner). None (auto): ``train.DEFAULT_EPOCHS`` (40), or more
+    #: where those are fewer than ``train.MIN_STEPS`` optimiser steps (``train.schedule_epochs``);
+    #: a number: exactly that many epochs
+    epochs: int | None = None
     patience: int = 6
     pruner: str = "median"
     #: open a fresh study with strong configurations of a few cell families
@@ -118,16 +121,17 @@ class SearchConfig:
         if self.trials < 1:
             raise SeqeqError(f"{opt('trials')} must be at least 1, got {self.trials}",
                              f"Give the number of trials to run, e.g. {opt('trials', 20)}")
-        if self.timeout is not None and not 0 < self.timeout < math.inf:
-            raise SeqeqError(f"{opt('timeout')} must be a positive number of seconds, got "
-                             f"{self.timeout}", f"Give e.g. {opt('timeout', 600)}, or leave it out")
+        if self.timeout is not None and not 0 <= self.timeout < math.inf:
+            raise SeqeqError(f"{opt('timeout')} must be a number of seconds (0: no limit), got "
+                             f"{self.timeout}", f"Give e.g. {opt('timeout', 600)}, or leave it "
+                             "out for the default (150 s per 1,000 training series)")
         if self.metric not in METRICS:
             raise SeqeqError(f"unknown {opt('metric')} {self.metric!r}",
                              f"Use one of: {', '.join(METRICS)}")
         if self.pruner not in PRUNERS:
             raise SeqeqError(f"unknown {opt('pruner')} {self.pruner!r}",
                              f"Use one of: {', '.join(PRUNERS)}")
-        if self.epochs < 1:
+        if self.epochs is not None and self.epochs < 1:
             raise SeqeqError(f"{opt('epochs')} must be at least 1, got {self.epochs}",
                              f"Give e.g. {opt('epochs', 25)}")
         if self.rotate is not None and not 0 <= self.rotate <= 180:

@@ -47,6 +47,9 @@ class ModelSpec:
     hidden_size: int
     num_classes: int
     cell_kwargs: dict[str, Any] = field(default_factory=dict)
+    #: the time-parallel front end: the masked mean of each block of ``pool`` steps, so the
+    #: recurrence runs over ``ceil(T / pool)`` steps (1: every step; no parameters)
+    pool: int = 1
     #: models of this configuration averaged (1: a single model)
     members: int = 1
 
@@ -61,6 +64,7 @@ class ModelSpec:
             hidden_size=int(d["hidden_size"]),
             num_classes=int(d["num_classes"]),
             cell_kwargs=dict(d.get("cell_kwargs", {})),
+            pool=int(d.get("pool", 1)),
             members=int(d.get("members", 1)),
         )
 
@@ -96,10 +100,32 @@ def _int8_size(spec_json: str) -> int:
     return int8_size_bytes(build_model(ModelSpec.from_dict(json.loads(spec_json)), seed=0))
 
 
+def pool_time(x: torch.Tensor, lengths: torch.Tensor | None, pool: int
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``x (B, T, d)`` as the mean of each block of ``pool`` steps over the series' real steps
+    only (a block past a series' end is 0, so padding never changes a value), with the blocks'
+    lengths ``ceil(L / pool)``: ``(B, ceil(T / pool), d)``. Causal: block k reads steps
+    ``k*pool .. k*pool + pool - 1``."""
+    if pool <= 1:
+        return x, lengths
+    B, T, _ = x.shape
+    m = (torch.ones(B, T, 1, dtype=x.dtype, device=x.device) if lengths is None
+         else (torch.arange(T, device=x.device)[None, :, None] < lengths[:, None, None]
+               ).to(x.dtype))
+    avg = functools.partial(nn.functional.avg_pool1d, kernel_size=pool, stride=pool,
+                            ceil_mode=True)
+    num = avg((x * m).transpose(1, 2)).transpose(1, 2)  # (B, T', d): the mean of x*m ...
+    den = avg(m.transpose(1, 2)).transpose(1, 2)  # ... over the mean of m: the masked mean
+    out = num / den.clamp_min(1e-6)
+    return out, (None if lengths is None else torch.div(lengths + (pool - 1), pool,
+                                                        rounding_mode="floor"))
+
+
 class SequenceClassifier(nn.Module):
-    def __init__(self, cell: Cell, num_classes: int):
+    def __init__(self, cell: Cell, num_classes: int, pool: int = 1):
         super().__init__()
         self.cell = cell
+        self.pool = int(pool)
         self.head = nn.Linear(cell.readout_size, num_classes)
         self.register_buffer("mean", torch.zeros(cell.input_size))
         self.register_buffer("std", torch.ones(cell.input_size))
@@ -112,8 +138,14 @@ class SequenceClassifier(nn.Module):
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.mean) / self.std
 
+    def inputs(self, x: torch.Tensor, lengths: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """What the recurrence reads: raw ``x (B, T, d)`` normalised and pooled
+        (:func:`pool_time`), with its lengths."""
+        return pool_time(self.normalise(x), lengths, self.pool)
+
     def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        return self.cell.forward_sequence(self.normalise(x), lengths)  # (B, R)
+        return self.cell.forward_sequence(*self.inputs(x, lengths))  # (B, R)
 
     def forward(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.head(self.features(x, lengths))  # (B, C)
@@ -135,7 +167,7 @@ def build_model(spec: ModelSpec, seed: int | None = None) -> SequenceClassifier:
                             members=spec.members, **spec.cell_kwargs)
         else:
             cell = create_cell(spec.cell, spec.input_size, spec.hidden_size, **spec.cell_kwargs)
-        return SequenceClassifier(cell, spec.num_classes)
+        return SequenceClassifier(cell, spec.num_classes, pool=spec.pool)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(spec)
@@ -181,6 +213,8 @@ def save_model(model: SequenceClassifier, spec: ModelSpec, path: str | Path,
 
 #: the largest Euler-step count K or depth L a saved model may ask for (the search uses <= 6)
 MAX_STEPS = 64
+#: the largest pooling front end a saved model may ask for
+MAX_POOL = 4096
 
 
 def load_model(path: str | Path) -> tuple[SequenceClassifier, ModelSpec, dict[str, Any]]:
@@ -210,6 +244,8 @@ def load_model(path: str | Path) -> tuple[SequenceClassifier, ModelSpec, dict[st
 
         if not 1 <= spec.members <= MAX_MEMBERS:
             raise ValueError(f"members={spec.members} is outside 1..{MAX_MEMBERS}")
+        if not 1 <= spec.pool <= MAX_POOL:
+            raise ValueError(f"pool={spec.pool} is outside 1..{MAX_POOL}")
         for key in ("K", "L"):  # free in parameters, not in compute: bound them explicitly
             v = spec.cell_kwargs.get(key)
             if v is not None and not (isinstance(v, int) and 1 <= v <= MAX_STEPS):
@@ -257,7 +293,7 @@ def gradient_norm_ratio(model: SequenceClassifier, x: torch.Tensor) -> np.ndarra
 
 def _gradient_norm_ratio(model: SequenceClassifier, x: torch.Tensor) -> np.ndarray:
     with torch.enable_grad():
-        xs = model.normalise(x.detach())
+        xs = model.inputs(x.detach())[0]
         u = model.cell.prepare(xs).detach()
         h = model.cell.init_state(x.shape[0], x.device, x.dtype)
         hs = []

@@ -8,6 +8,7 @@ storage URL otherwise), so a search can be resumed and shared by several worker 
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -25,7 +26,7 @@ from .errors import SeqeqError, opt
 from .models import ModelSpec, build_model, save_model, spec_size_bytes
 from .search_spaces import feasible_cells, list_families, smallest_size, suggest_spec
 from .search_spaces.portfolio import opening_trials
-from .train import TrainConfig, train_model
+from .train import DEFAULT_EPOCHS, TrainConfig, batch_for, schedule_epochs, train_model
 
 __all__ = ["SearchContext", "make_study", "open_study", "run_search", "trial_records", "best_trial",
            "spec_of", "train_config_of", "FINISHED", "counts_toward_trials", "trial_error"]
@@ -138,9 +139,55 @@ def sampler_seed(cfg: RunConfig, worker: int = 0) -> int:
     return cfg.search.seed + worker
 
 
-def pruner_warmup(epochs: int) -> int:
-    """Epochs before the median pruner may stop a trial: a fifth of the schedule, at least 3."""
-    return max(3, epochs // 5)
+#: trials report to the pruner in percent of their schedule (trials of one search may have
+#: schedules of different epochs: ``train.schedule_epochs``), and the median pruner waits a fifth
+PROGRESS_STEPS = 100
+PRUNER_WARMUP = 20
+
+
+#: the default time of a search: this many seconds per 1,000 training series, at least this many
+#: (with the final retrain, a run on a small problem ends within 5 minutes on one CPU core)
+AUTO_SEARCH_SECONDS = 150.0
+#: a trial may take this share of the search's time (its schedule is shortened to fit:
+#: ``TrainConfig.max_seconds``), so the final retrain (three seeds of the chosen trial on 25 %
+#: more data) takes at most about the search's time again
+TRIAL_SHARE = 0.25
+
+
+def search_seconds(cfg: RunConfig, n_series: int) -> float | None:
+    """The search's time limit: ``--timeout``, or (unset) :data:`AUTO_SEARCH_SECONDS` per 1,000
+    training series, at least that; ``--timeout 0``: none. The search also stops at
+    ``--trials``, whichever comes first."""
+    t = cfg.search.timeout
+    if t is None:
+        return AUTO_SEARCH_SECONDS * max(1.0, n_series / 1000)
+    return float(t) if t > 0 else None
+
+
+def trial_seconds(cfg: RunConfig, n_series: int) -> float | None:
+    """One trial's time limit: ``--trial-timeout``, or a quarter of the search's."""
+    if cfg.search.trial_timeout is not None:
+        return float(cfg.search.trial_timeout)
+    total = search_seconds(cfg, n_series)
+    return None if total is None else TRIAL_SHARE * total
+
+
+#: the recurrence of a trial runs over at most about this many steps: longer series are read
+#: through the pooling front end (``models.pool_time``, no parameters)
+MAX_RECURRENT_STEPS = 256
+
+
+def pool_for(max_len: int) -> int:
+    """The front end's pooling for series of up to ``max_len`` steps: 1 (none) up to
+    :data:`MAX_RECURRENT_STEPS`, else the fewest steps per block that bring the recurrence within
+    it (ACSF1's 1,460 steps: blocks of 6, 244 steps). A recurrence over thousands of steps is
+    both slow (sequential in time) and hard to train (a gradient through every step)."""
+    return max(1, math.ceil(max_len / MAX_RECURRENT_STEPS))
+
+
+def progress_step(epoch: int, epochs: int) -> int:
+    """The pruner's step for ``epoch`` of a schedule of ``epochs``: percent done, 1..100."""
+    return max(1, math.ceil(PROGRESS_STEPS * epoch / max(epochs, 1)))
 
 
 def make_study(cfg: RunConfig, run_dir: Path, load_if_exists: bool,
@@ -158,10 +205,9 @@ def make_study(cfg: RunConfig, run_dir: Path, load_if_exists: bool,
         # no verdict before a fifth of the schedule: a trial's first epochs say little about
         # its end, less so under augmentation (a 40-epoch HAR-2 search at 8 KiB pruned both GRUs
         # it tried at epoch 3, benchmarks/RESULTS.md)
-        pruner = optuna.pruners.MedianPruner(n_startup_trials=3,
-                                             n_warmup_steps=pruner_warmup(cfg.search.epochs))
+        pruner = optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=PRUNER_WARMUP)
     elif cfg.search.pruner == "hyperband":
-        pruner = optuna.pruners.HyperbandPruner(min_resource=2, max_resource=cfg.search.epochs)
+        pruner = optuna.pruners.HyperbandPruner(min_resource=5, max_resource=PROGRESS_STEPS)
     else:
         pruner = optuna.pruners.NopPruner()
     seed = sampler_seed(cfg, worker)
@@ -197,44 +243,63 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
     cfg = ctx.cfg
     d, C = ctx.train.n_channels, ctx.train.n_classes
     mean, std = ctx.train.channel_stats()
+    pool = pool_for(ctx.train.max_len)
 
     def objective(trial: optuna.Trial) -> float:
         cell = trial.suggest_categorical("cell", ctx.cells)
-        spec = suggest_spec(trial, cell, d, C, cfg.member_budget_bytes, cfg.bytes_per_param)
+        spec = dataclasses.replace(
+            suggest_spec(trial, cell, d, C, cfg.member_budget_bytes, cfg.bytes_per_param),
+            pool=pool)
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
-        batch_size = trial.suggest_categorical("batch_size", list(BATCH_SIZES))
+        batch_size = batch_for(ctx.train.n_series,
+                               trial.suggest_categorical("batch_size", list(BATCH_SIZES)))
         rotate = _suggest_rotate(trial, cfg, ctx.train)
         # judged at the end of its schedule (what the final retrain delivers), a trial runs it
         # whole unless pruned; judged by its best epoch, it stops early after `patience`
-        patience = 0 if cfg.final.final_epochs == "all" else cfg.search.patience
         sc = cfg.search
-        tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=sc.epochs, patience=patience,
+        epochs = schedule_epochs(ctx.train.n_series, batch_size, sc.epochs)
+        # (--patience counts epochs of a 40-epoch schedule: a longer one waits as much longer)
+        patience = (0 if cfg.final.final_epochs == "all"
+                    else max(sc.patience, round(sc.patience * epochs / DEFAULT_EPOCHS)))
+        tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
                            device=ctx.device, seed=sc.seed + trial.number,
-                           max_seconds=sc.trial_timeout or (sc.timeout / 3 if sc.timeout
-                                                            else None), rotate_deg=rotate)
+                           max_seconds=trial_seconds(cfg, ctx.train.n_series), rotate_deg=rotate)
         size = spec_size_bytes(spec, cfg.bytes_per_param)
         trial.set_user_attr("spec", spec.to_dict())
         trial.set_user_attr("size_bytes", size)
-        trial.set_user_attr("train", {"lr": lr, "batch_size": batch_size, "epochs": sc.epochs,
-                                      "patience": patience, "rotate_deg": rotate})
+        settings = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "patience": patience,
+                    "rotate_deg": rotate}
+        trial.set_user_attr("train", settings)
         model = build_model(spec, seed=tcfg.seed)
         model.set_normalisation(mean, std)
         t0 = time.perf_counter()
         curve: list[float] = []
 
+        reported = [0]
+
         def on_epoch(epoch: int, rec: dict) -> None:
+            nonlocal epochs
+            if "schedule_epochs" in rec:  # shortened to fit the trial's time: the final
+                epochs = settings["epochs"] = rec["schedule_epochs"]  # retrain repeats it
+                trial.set_user_attr("train", settings)
             v = rec.get("val_score", float("nan"))
             curve.append(v)
+            step = progress_step(epoch, epochs)
+            if step == reported[0] and epoch < epochs:
+                return  # a long schedule reports once per percent (the storage is written)
+            reported[0] = step
             trial.set_user_attr("val_curve", curve)
             trial.set_user_attr("epochs_run", epoch)
             trial.set_user_attr("seconds", time.perf_counter() - t0)
-            trial.report(v, epoch)
+            trial.report(v, step)
             if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned at epoch {epoch}")
+                raise optuna.TrialPruned(f"pruned at epoch {epoch} of {epochs}")
 
         res = train_model(model, ctx.train, tcfg, val=ctx.val, metric=cfg.search.metric,
                           on_epoch=on_epoch)
-        value = trial_value(curve, res.best_val, cfg)
+        trial.set_user_attr("val_curve", curve)
+        trial.set_user_attr("epochs_run", res.epochs_run)
+        value = trial_value(curve, res.best_val, cfg, epochs)
         trial.set_user_attr("best_epoch", res.best_epoch)
         trial.set_user_attr("seconds", time.perf_counter() - t0)
         if ctx.run_dir is not None and _beats_best(trial, value):
@@ -266,14 +331,17 @@ def tail_epochs(epochs: int) -> int:
     return max(1, round(epochs / 10))
 
 
-def trial_value(curve: list[float], best_val: float | None, cfg: RunConfig) -> float:
+def trial_value(curve: list[float], best_val: float | None, cfg: RunConfig,
+                epochs: int | None = None) -> float:
     """A trial's score. ``--final-epochs all`` (the final model runs the whole schedule): the
     mean validation score of the schedule's last :func:`tail_epochs` epochs. The single best
     epoch of a noisy validation curve rewards lucky spikes (a trial that peaked at epoch 3 of 40
     and was stopped won searches it then lost on test, ``benchmarks/RESULTS.md``); the end of the
-    schedule is both steadier and what the final retrain delivers. ``best``: the best epoch."""
+    schedule is both steadier and what the final retrain delivers. ``best``: the best epoch.
+    ``epochs``: the trial's schedule (default ``--epochs``)."""
     if cfg.final.final_epochs == "all":
-        tail = [v for v in curve[-tail_epochs(cfg.search.epochs):] if math.isfinite(v)]
+        n = epochs or cfg.search.epochs or len(curve) or DEFAULT_EPOCHS
+        tail = [v for v in curve[-tail_epochs(n):] if math.isfinite(v)]
         return float(np.mean(tail)) if tail else 0.0
     return float(best_val if best_val is not None else 0.0)
 
@@ -299,7 +367,8 @@ def run_search(ctx: SearchContext, study: optuna.Study,
                callbacks: list[Callable] | None = None) -> optuna.Study:
     """Run this process's share of the search until ``cfg.search.trials`` trials have ended
     (completed, pruned or failed in training: :func:`counts_toward_trials`, over all workers),
-    ``cfg.search.timeout`` passes, or the trials keep failing (then a one-line SeqeqError)."""
+    the search's time (:func:`search_seconds`) passes, or the trials keep failing (then a
+    one-line SeqeqError)."""
     cfg = ctx.cfg
     if sum(map(counts_toward_trials, study.get_trials(deepcopy=False))) >= cfg.search.trials:
         return study
@@ -308,7 +377,7 @@ def run_search(ctx: SearchContext, study: optuna.Study,
     study.optimize(
         _objective(ctx),
         n_trials=None,
-        timeout=cfg.search.timeout,
+        timeout=search_seconds(cfg, ctx.train.n_series),
         callbacks=[_stop_when_done(cfg.search.trials), *(callbacks or [])],
         catch=(TrialFailure,),
         gc_after_trial=False,

@@ -144,7 +144,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     """
 
     def __init__(self, budget_kb: float = 20.0, trials: int = 10, timeout: float | None = None,
-                 cells: str | None = None, metric: str = "accuracy", epochs: int = 40,
+                 cells: str | None = None, metric: str = "accuracy", epochs: int | None = None,
                  final_seeds: int = 1, device: str = "auto", random_state: int = 0,
                  out: str | None = None, verbose: bool = False, rotate: str | float = "auto",
                  vectors=None, ensemble: int = 1, rerank: int = 0, opening: bool = True):

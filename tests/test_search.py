@@ -135,7 +135,7 @@ def test_final_retrain_length_follows_final_epochs(tmp_path, walks, monkeypatch,
     monkeypatch.setattr(seqeq.train, "train_model", spy)  # the final retrain only
     from seqeq.api import run_on
 
-    cfg = RunConfig.of(budget_kb=3, trials=2, epochs=5, patience=0, final_seeds=2,
+    cfg = RunConfig.of(budget_kb=3, trials=2, epochs=5, patience=0, final_seeds=2, seed=1,
                        cells=("gru",), device="cpu", final_epochs=policy,
                        opening=False)  # the seeded trials below were drawn by the sampler
     res = run_on(walks(n=120, T=20, seed=3), walks(n=40, T=20, seed=4), cfg, tmp_path / "r")
@@ -202,11 +202,25 @@ def test_trials_are_scored_where_the_final_model_will_be(tmp_path, walks, policy
 
 
 def test_the_median_pruner_waits_a_fifth_of_the_schedule(tmp_path):
-    from seqeq.search import make_study, pruner_warmup
+    from seqeq.search import make_study, progress_step
 
-    assert [pruner_warmup(e) for e in (2, 15, 25, 40, 60)] == [3, 3, 5, 8, 12]
+    # trials report percent of their own schedule, whatever its epochs
+    assert [progress_step(e, 40) for e in (1, 8, 9, 40)] == [3, 20, 23, 100]
+    assert [progress_step(e, 1000) for e in (1, 10, 200, 1000)] == [1, 1, 20, 100]
     study = make_study(RunConfig.of(epochs=40), tmp_path, load_if_exists=False)
-    assert study.pruner._n_warmup_steps == 8
+    assert study.pruner._n_warmup_steps == 20
+
+
+def test_the_schedule_is_counted_in_optimiser_steps():
+    from seqeq.train import MIN_STEPS, batch_for, schedule_epochs
+
+    # a small set gets batches of a quarter of it at most, a large one what was asked
+    assert [batch_for(n, 64) for n in (10, 40, 64, 216, 5881)] == [16, 16, 16, 32, 64]
+    assert batch_for(5881, 256) == 256
+    # 40 epochs, or more where those are fewer than MIN_STEPS steps; a number given is kept
+    assert schedule_epochs(32, 16) == MIN_STEPS // 2
+    assert schedule_epochs(5881, 64) == 40
+    assert schedule_epochs(32, 16, epochs=12) == 12
 
 
 def test_ties_go_to_the_smaller_model_then_the_earlier_trial():

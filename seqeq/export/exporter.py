@@ -71,8 +71,11 @@ class _Prelude(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, x):
-        return self.model.cell.prepare(self.model.normalise(x))
+    def forward(self, x, lengths=None):
+        # normalised and, with a pooling front end, pooled (its lengths too): the model's own
+        u, pooled_lengths = self.model.inputs(x, lengths)
+        u = self.model.cell.prepare(u)
+        return u if lengths is None else (u, pooled_lengths)
 
 
 class _Step(nn.Module):
@@ -513,7 +516,7 @@ def _trace_length_for(model: nn.Module, wanted: int) -> int:
         x = model.mean + model.std * torch.zeros(_TRACE_BATCH, T, model.cell.input_size)
         try:
             with torch.no_grad():
-                model.cell.prepare(model.normalise(x))
+                model.cell.prepare(model.inputs(x)[0])
         except ValueError:
             continue
         return T
@@ -535,19 +538,32 @@ def build_onnx_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
         state_names.add(name)
     b = _Builder(state_names)
 
-    B, T, d = _TRACE_BATCH, _trace_length_for(model, _trace_length), cell.input_size
+    pool = int(getattr(model, "pool", 1))
+    # a pooled trace needs at least two blocks of steps (one would look like a broadcast axis)
+    B, d = _TRACE_BATCH, cell.input_size
+    T = _trace_length_for(model, max(_trace_length, 2 * pool + 1) if pool > 1 else _trace_length)
     S = cell.state_size
     gen = torch.Generator().manual_seed(0)
     x_ex = model.mean + model.std * torch.randn(B, T, d, generator=gen)
     with torch.no_grad():
-        u_ex = cell.prepare(model.normalise(x_ex))
-        if u_ex.ndim != 3 or tuple(u_ex.shape[:2]) != (B, T):
+        u_ex = cell.prepare(model.inputs(x_ex)[0])
+        T_u = -(-T // pool)
+        if u_ex.ndim != 3 or tuple(u_ex.shape[:2]) != (B, T_u):
             raise ValueError(f"cell {cell.name!r}: prepare must map (B, T, d) to (B, T, F), "
                              f"got {tuple(u_ex.shape)}")
         h_ex = cell.step(u_ex[:, 0], cell.init_state(B, torch.device("cpu"), torch.float32))
 
-    pre = _trace(_Prelude(model), (x_ex,), ["x"], ["u"],
-                 {"x": {0: "batch", 1: "time"}, "u": {0: "batch", 1: "time"}}, opset, backend)
+    lengths = F.INPUT_LENGTHS  # what the time loop masks with: the input's, or the blocks'
+    if pool > 1:
+        L_ex = torch.tensor([T - k % max(T - 1, 1) for k in range(B)], dtype=torch.int64)
+        pre = _trace(_Prelude(model), (x_ex, L_ex), ["x", "lengths"], ["u", "lengths_p"],
+                     {"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"},
+                      "u": {0: "batch", 1: "time"}, "lengths_p": {0: "batch"}}, opset, backend)
+        lengths = "seqeq/pooled_lengths"
+    else:
+        pre = _trace(_Prelude(model), (x_ex,), ["x"], ["u"],
+                     {"x": {0: "batch", 1: "time"}, "u": {0: "batch", 1: "time"}}, opset,
+                     backend)
     step = _trace(_Step(model), (u_ex[:, 0].contiguous(), h_ex), ["u_t", "h"], ["h_next"],
                   {"u_t": {0: "batch"}, "h": {0: "batch"}, "h_next": {0: "batch"}}, opset, backend)
     head = _trace(_Head(model), (h_ex,), ["h"], ["logits"],
@@ -556,7 +572,9 @@ def build_onnx_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
     # ---- main graph: prelude, initial state, trip count
     nodes: list[onnx.NodeProto] = []
     u = "seqeq/u"
-    nodes += b.import_graph(pre.graph, "prelude/", {"x": F.INPUT_X, "u": u})
+    nodes += b.import_graph(pre.graph, "prelude/", {"x": F.INPUT_X, "u": u,
+                                                    "lengths": F.INPUT_LENGTHS,
+                                                    "lengths_p": lengths})
     u_shape = b.name("u_shape")
     nodes.append(helper.make_node("Shape", [u], [u_shape], name=u_shape))
     trips = b.name("T")
@@ -584,7 +602,7 @@ def build_onnx_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
     body.append(helper.make_node("Gather", [u, t_in], [u_t], name=u_t, axis=1))
     body += b.import_graph(step.graph, "step/", {"u_t": u_t, "h": h_in, "h_next": h_step})
     live, live2, h_out, c_out = "seqeq/live", "seqeq/live_col", "seqeq/h_next", "seqeq/cond_out"
-    body.append(helper.make_node("Less", [t_in, F.INPUT_LENGTHS], [live], name=live))
+    body.append(helper.make_node("Less", [t_in, lengths], [live], name=live))
     axis1 = b.const(body, "axis1", np.array([1], np.int64))
     body.append(helper.make_node("Unsqueeze", [live, axis1], [live2], name=live2))
     body.append(helper.make_node("Where", [live2, h_step, h_in], [h_out], name=h_out))

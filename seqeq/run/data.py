@@ -98,15 +98,17 @@ def say_cost(train, cfg: RunConfig, device: str, quiet: bool) -> None:
     the whole run will cost at least, measured on this machine, and how to bound it."""
     import warnings
 
-    from ..train import estimate_epoch_seconds
+    from ..train import batch_for, estimate_epoch_seconds, schedule_epochs
 
-    if cfg.search.epochs * train.n_series * float(np.mean(train.lengths)) < 2e6:
+    # the schedule of a trial at the search's smallest batch (the most epochs)
+    epochs = schedule_epochs(train.n_series, batch_for(train.n_series, 64), cfg.search.epochs)
+    if epochs * train.n_series * float(np.mean(train.lengths)) < 2e6:
         return  # small enough that no trial can take minutes: not worth a measurement
-    trial = cfg.search.epochs * estimate_epoch_seconds(train, device=device)
+    trial = epochs * estimate_epoch_seconds(train, device=device)
     if trial < COSTLY_TRIAL_SECONDS:
         return
     total = trial * (cfg.search.trials + max(cfg.final.final_seeds, cfg.final.ensemble))
-    epochs, trials = cfg.search.epochs, cfg.search.trials
+    trials = cfg.search.trials
     msg = (f"note: {train.n_series:,} series of up to {train.max_len:,} steps: each trial of "
            f"{epochs} epochs takes at least about {_duration(trial)} on this machine, the "
            f"whole run ({trials} trials and the final retrain) at least {_duration(total)}. "
