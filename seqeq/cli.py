@@ -96,6 +96,10 @@ Rerank = Annotated[int, typer.Option(
 RerankFolds = Annotated[int, typer.Option(
     "--rerank-folds", help="Folds of --rerank: the validation split plus F-1 folds of the "
     "rest of the training data.")]
+CvFolds = Annotated[int | None, typer.Option(
+    "--cv-folds", help="Score each trial by cross-validation with this many folds over the "
+    "training data (whole groups with --group-col); 1: the one validation split. Default: 3 "
+    "where the validation split has fewer than 100 series, else 1.")]
 Opening = Annotated[bool, typer.Option(
     help="Open a fresh search with a strong configuration of each of a few cell families (GRU, "
          "TARNN, DIRNN, ERNN, FastGRNN among --cells; a fifth of --trials) before the sampler "
@@ -176,7 +180,7 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("budget_kb", Budget, 20.0), ("trials", Trials, 20), ("timeout", Timeout, None),
     ("seed", Seed, 0), ("out", Out, None), ("cells", Cells, None), ("metric", Metric, "accuracy"),
     ("epochs", Epochs, None), ("final_seeds", FinalSeeds, 3), ("ensemble", Ensemble, 1),
-    ("rerank", Rerank, 0), ("rerank_folds", RerankFolds, 3), ("opening", Opening, True),
+    ("rerank", Rerank, 0), ("rerank_folds", RerankFolds, 3), ("opening", Opening, True), ("cv_folds", CvFolds, None),
     ("final_epochs", FinalEpochs, "all"), ("device", Device, "auto"),
     ("storage", Storage, None), ("study_name", StudyName, None), ("workers", Workers, 1),
     ("resume", Resume, False), ("overwrite", Overwrite, False), ("quantize", Quantize, None),

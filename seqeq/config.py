@@ -110,6 +110,10 @@ class SearchConfig:
     opening: bool = True
     #: stop a trial's training after this many seconds (None: no limit)
     trial_timeout: float | None = None
+    #: score each trial by cross-validation over train+validation with this many folds (whole
+    #: groups when the data has groups); None (auto): ``search.CV_FOLDS`` where the validation
+    #: split holds fewer than ``search.CV_BELOW`` series, else the one split; 1: the one split
+    cv_folds: int | None = None
     #: rotation augmentation of x/y/z channel triplets, in degrees (None: searched among
     #: ``seqeq.augment.ROTATE_CHOICES``; 0: off); data without triplets is never rotated
     rotate: float | None = None
@@ -134,6 +138,10 @@ class SearchConfig:
         if self.epochs is not None and self.epochs < 1:
             raise SeqeqError(f"{opt('epochs')} must be at least 1, got {self.epochs}",
                              f"Give e.g. {opt('epochs', 25)}")
+        if self.cv_folds is not None and not 1 <= self.cv_folds <= MAX_RERANK_FOLDS:
+            raise SeqeqError(f"{opt('cv_folds')} must be 1 (one validation split) or "
+                             f"2..{MAX_RERANK_FOLDS}, got {self.cv_folds}",
+                             f"Give e.g. {opt('cv_folds', 3)}, or leave it out (auto)")
         if self.rotate is not None and not 0 <= self.rotate <= 180:
             raise SeqeqError(f"{opt('rotate', float(self.rotate))} is not an angle in 0..180 "
                              "degrees",

@@ -297,7 +297,7 @@ def _gradient_norm_ratio(model: SequenceClassifier, x: torch.Tensor) -> np.ndarr
         u = model.cell.prepare(xs).detach()
         h = model.cell.init_state(x.shape[0], x.device, x.dtype)
         hs = []
-        for t in range(x.shape[1]):
+        for t in range(u.shape[1]):  # (pooled: the recurrence's steps, not the input's)
             h = h.detach().requires_grad_(True) if t == 0 else h
             hs.append(h)
             h = model.cell.step(u[:, t], h)

@@ -235,6 +235,36 @@ def test_ties_go_to_the_smaller_model_then_the_earlier_trial():
     assert max(trials, key=rank_key).number == 1
 
 
+def test_ties_on_the_score_go_to_the_lower_validation_loss_first():
+    from types import SimpleNamespace
+
+    from seqeq.search import rank_key
+
+    def t(n, v, size, loss=None):
+        ua = {"size_bytes": size} | ({} if loss is None else {"val_loss": loss})
+        return SimpleNamespace(number=n, value=v, user_attrs=ua)
+
+    trials = [t(0, 1.0, 20000, 0.05), t(1, 1.0, 4000, 0.40), t(2, 0.9, 100, 0.01),
+              t(3, 1.0, 900)]  # (no loss recorded: ranks below any that has one)
+    assert max(trials, key=rank_key).number == 0
+
+
+def test_trials_record_their_validation_loss(walks, tmp_path):
+    import json
+
+    from seqeq.api import run_on
+
+    cfg = RunConfig.of(budget_kb=3, trials=1, epochs=3, final_seeds=1, cells=("gru",),
+                       device="cpu", opening=False)
+    res = run_on(walks(n=60, T=20, seed=1), None, cfg, tmp_path / "r", html=False)
+    import optuna
+
+    study = optuna.load_study(study_name="seqeq", storage=f"sqlite:///{res.run_dir}/study.db")
+    loss = study.trials[0].user_attrs["val_loss"]
+    assert 0 < loss < 5
+    assert json.loads(open(res.report_json).read())["trials"][0]["state"] == "complete"
+
+
 def test_opening_trials_are_budget_filling_portfolio_configurations():
     from seqeq.search_spaces.portfolio import PORTFOLIO, opening_count, opening_trials
 

@@ -104,7 +104,12 @@ def say_cost(train, cfg: RunConfig, device: str, quiet: bool) -> None:
     epochs = schedule_epochs(train.n_series, batch_for(train.n_series, 64), cfg.search.epochs)
     if epochs * train.n_series * float(np.mean(train.lengths)) < 2e6:
         return  # small enough that no trial can take minutes: not worth a measurement
-    trial = epochs * estimate_epoch_seconds(train, device=device)
+    from ..search import pool_for, trial_seconds
+
+    # the recurrence runs over the front end's blocks; a trial's schedule fits its time limit
+    trial = epochs * estimate_epoch_seconds(train, device=device) / pool_for(train.max_len)
+    limit = trial_seconds(cfg, train.n_series)
+    trial = trial if limit is None else min(trial, limit)
     if trial < COSTLY_TRIAL_SECONDS:
         return
     total = trial * (cfg.search.trials + max(cfg.final.final_seeds, cfg.final.ensemble))

@@ -51,6 +51,8 @@ class Run:
     html: bool = True
     t_start: float = field(default_factory=time.perf_counter)
     study: Any = None
+    #: the cross-validation folds that score each trial (None: the one validation split)
+    folds: Any = None
 
 
 def run(dc: DataConfig, cfg: RunConfig, out: str | Path | None = None,
@@ -86,7 +88,7 @@ def _validated(train_all, test, cfg: RunConfig, out: Path, data_info: dict,
                val_frac: float, quiet: bool) -> Run:
     """Every check that needs no file written: data, device, splits, run directory, budget,
     re-ranking folds; and what huge data will cost."""
-    from ..search import candidate_cells
+    from ..search import candidate_cells, cv_fold_count, cv_splits
     from ..train import resolve_device
 
     t_start = time.perf_counter()
@@ -96,6 +98,10 @@ def _validated(train_all, test, cfg: RunConfig, out: Path, data_info: dict,
     device = resolve_device(cfg.run.device)
     check_device(device)
     train, val, val_how = split_validation(train_all, val_frac, cfg.search.seed)
+    folds = cv_splits(train, val, cv_fold_count(cfg, val.n_series), cfg.search.seed)
+    if folds is not None:
+        val_how += (f"; each trial scored by {len(folds)}-fold cross-validation over the "
+                    "training data (this split, then stratified folds)")
     data_fp = f"{train.fingerprint()}-{val.fingerprint()}"
     check_run_dir(out, cfg, data_fp)  # a resumed run: the same data as its finished trials
     cells = candidate_cells(cfg, train.n_channels, train.n_classes)
@@ -106,7 +112,7 @@ def _validated(train_all, test, cfg: RunConfig, out: Path, data_info: dict,
         rerank_folds(train, val, cfg.final.rerank_folds, cfg.search.seed)
     return Run(cfg=cfg, out=out, train_all=train_all, test=test, train=train, val=val,
                val_how=val_how, data_info=data_info, data_fp=data_fp, device=device,
-               cells=cells, quiet=quiet, t_start=t_start)
+               cells=cells, quiet=quiet, t_start=t_start, folds=folds)
 
 
 def _start(rc: Run, created: bool) -> None:

@@ -89,7 +89,7 @@ def search(rc) -> tuple[object, bool]:
         if n and not rc.quiet:
             console.print(f"resuming: {n} interrupted trial(s) marked failed and re-queued")
     ctx = SearchContext(train=rc.train, val=rc.val, cfg=cfg, device=rc.device, cells=rc.cells,
-                        run_dir=rc.out)
+                        run_dir=rc.out, folds=rc.folds)
     interrupted = False
     with SearchProgress(cfg.search.trials, cfg.search.metric, quiet=rc.quiet,
                         ensemble=cfg.final.ensemble) as prog:

@@ -1,0 +1,161 @@
+"""The effort follows the data (issue 20): schedules counted in optimiser steps, a default time
+budget whose trials shorten their schedules to fit it, and a pooling front end for long series."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from seqeq.config import RunConfig
+from seqeq.models import ModelSpec, build_model, pool_time
+
+
+def test_the_default_search_time_follows_the_number_of_series():
+    from seqeq.search import AUTO_SEARCH_SECONDS, search_seconds, trial_seconds
+
+    cfg = RunConfig.of()
+    assert search_seconds(cfg, 50) == AUTO_SEARCH_SECONDS  # at least this, on any data
+    assert search_seconds(cfg, 1000) == AUTO_SEARCH_SECONDS
+    assert search_seconds(cfg, 6000) == pytest.approx(6 * AUTO_SEARCH_SECONDS)
+    assert trial_seconds(cfg, 6000) == pytest.approx(1.5 * AUTO_SEARCH_SECONDS)
+    assert search_seconds(RunConfig.of(timeout=42), 6000) == 42  # as given
+    assert search_seconds(RunConfig.of(timeout=0), 6000) is None  # 0: no limit
+    assert trial_seconds(RunConfig.of(timeout=0), 6000) is None
+    assert trial_seconds(RunConfig.of(trial_timeout=7), 6000) == 7
+
+
+def test_a_negative_timeout_is_refused_with_the_fix():
+    from seqeq.errors import SeqeqError
+
+    with pytest.raises(SeqeqError, match="0: no limit"):
+        RunConfig.of(timeout=-1)
+
+
+def test_a_schedule_that_cannot_end_in_time_is_shortened_and_still_ends_low(walks):
+    """A trial with a time limit measures its second epoch and shortens its cosine schedule to
+    what fits, so its learning rate still decays to the end (not cut off at its peak)."""
+    from seqeq.train import TrainConfig, train_model
+
+    data = walks(n=64, T=40, seed=0)
+    model = build_model(ModelSpec("gru", data.n_channels, 8, 2), seed=0)
+    model.set_normalisation(*data.channel_stats())
+    lrs = []
+    opt_step = torch.optim.Adam.step
+
+    def spy(self, *a, **k):
+        lrs.append(self.param_groups[0]["lr"])
+        return opt_step(self, *a, **k)
+
+    torch.optim.Adam.step = spy
+    try:
+        cfg = TrainConfig(lr=1e-2, batch_size=16, epochs=100_000, max_seconds=1.0, seed=0)
+        res = train_model(model, data, cfg)
+    finally:
+        torch.optim.Adam.step = opt_step
+    assert 2 <= res.schedule_epochs < 100_000
+    assert res.epochs_run <= res.schedule_epochs
+    assert res.history[1]["schedule_epochs"] == res.schedule_epochs
+    if res.epochs_run == res.schedule_epochs:  # it ended on its schedule, at 5 % of the lr
+        assert lrs[-1] == pytest.approx(0.05e-2, rel=0.2)
+
+
+def test_the_final_retrain_repeats_a_shortened_schedule(walks, tmp_path, monkeypatch):
+    """The trial's shortened schedule is what it records, and what the final retrain runs."""
+    import json
+
+    import seqeq.train
+    from seqeq.api import run_on
+
+    seen = []
+    real = seqeq.train.train_model
+
+    def spy(model, train, cfg, val=None, **kw):
+        seen.append(cfg.epochs)
+        return real(model, train, cfg, val=val, **kw)
+
+    monkeypatch.setattr(seqeq.train, "train_model", spy)
+    cfg = RunConfig.of(budget_kb=3, trials=1, epochs=100_000, trial_timeout=1.5, final_seeds=1,
+                       cells=("gru",), device="cpu", opening=False)
+    res = run_on(walks(n=60, T=20, seed=1), None, cfg, tmp_path / "r", html=False)
+    report = json.loads(open(res.report_json).read())
+    trial = report["trials"][0]
+    assert trial["epochs_run"] < 100_000
+    assert report["best"]["epochs"] == seen[-1] < 100_000
+
+
+def test_small_data_gets_at_least_min_steps_optimiser_steps():
+    from seqeq.train import DEFAULT_EPOCHS, MIN_STEPS, batch_for, schedule_epochs
+
+    for n in (20, 40, 200, 1000, 7000):
+        b = batch_for(n, 64)
+        epochs = schedule_epochs(n, b)
+        assert epochs >= DEFAULT_EPOCHS
+        assert epochs * math.ceil(n / b) >= MIN_STEPS  # never fewer steps than this
+    assert schedule_epochs(7000, 64) == DEFAULT_EPOCHS  # large data: 40 passes, as before
+
+
+def test_pool_for_keeps_the_recurrence_within_its_steps():
+    from seqeq.search import MAX_RECURRENT_STEPS, pool_for
+
+    assert pool_for(128) == 1 and pool_for(MAX_RECURRENT_STEPS) == 1
+    assert pool_for(1460) == 6  # ACSF1: 244 steps
+    for T in (257, 427, 1460, 10_000):
+        assert math.ceil(T / pool_for(T)) <= MAX_RECURRENT_STEPS
+
+
+def test_pooling_is_the_masked_block_mean_and_ignores_padding():
+    x = torch.arange(1.0, 11.0).reshape(1, 10, 1).repeat(2, 1, 1)  # 1..10
+    L = torch.tensor([10, 5])
+    x[1, 5:] = 1e6  # padding: never read
+    out, Lp = pool_time(x, L, 4)
+    assert Lp.tolist() == [3, 2]
+    assert out[0, :, 0].tolist() == pytest.approx([2.5, 6.5, 9.5])  # the last block: 9, 10
+    assert out[1, :2, 0].tolist() == pytest.approx([2.5, 5.0])  # 5 alone: past its end unused
+    assert out[1, 2, 0].item() == 0.0  # a block past the end is 0
+    same, same_L = pool_time(x, L, 1)
+    assert same is x and same_L is L
+
+
+@pytest.mark.parametrize("cell", ["gru", "dirnn", "tarnn", "fastgrnn"])
+def test_a_pooled_model_exports_with_the_same_outputs(cell, tmp_path):
+    """The front end is part of the ONNX graph: the exported model pools (and masks) as the
+    torch model does, for series of unequal lengths with anything in their padding."""
+    from seqeq.export import export_onnx
+    from seqeq.export.runtime import OnnxClassifier
+
+    spec = ModelSpec(cell, 2, 8, 3, pool=4)
+    model = build_model(spec, seed=0).eval()
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(6, 23, 2)).astype(np.float32)
+    L = np.array([23, 17, 4, 9, 1, 12])
+    with torch.no_grad():
+        want = torch.softmax(model(torch.as_tensor(X), torch.as_tensor(L)), 1).numpy()
+    for i, n in enumerate(L):
+        X[i, n:] = 1e3  # whatever a caller pads with
+    export_onnx(model, spec, tmp_path / "m.onnx", class_names=["a", "b", "c"],
+                channel_names=["u", "v"])
+    got = OnnxClassifier(tmp_path / "m.onnx").predict_proba(X, L)
+    assert np.abs(got - want).max() < 1e-5
+
+
+def test_a_pooled_model_saves_and_loads(tmp_path):
+    from seqeq.models import load_model, save_model
+
+    spec = ModelSpec("gru", 1, 4, 2, pool=3)
+    save_model(build_model(spec, seed=0), spec, tmp_path / "m")
+    model, spec2, _ = load_model(tmp_path / "m")
+    assert spec2.pool == 3 and model.pool == 3
+
+
+def test_the_search_reads_long_series_through_the_front_end(tmp_path, walks):
+    import json
+
+    from seqeq.api import run_on
+
+    cfg = RunConfig.of(budget_kb=3, trials=1, epochs=2, final_seeds=1, cells=("gru",),
+                       device="cpu", opening=False)
+    res = run_on(walks(n=40, T=600, seed=2), None, cfg, tmp_path / "r", html=False)
+    assert json.loads(open(res.report_json).read())["best"]["spec"]["pool"] == 3
