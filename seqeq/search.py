@@ -151,9 +151,11 @@ PRUNER_WARMUP = 20
 #: the default time of a search: this many seconds per 1,000 training series, at least this many
 #: (with the final retrain, a run on a small problem ends within 5 minutes on one CPU core)
 AUTO_SEARCH_SECONDS = 150.0
+#: the final models may take this share of the search's time (``run.final.final_schedule``)
+FINAL_SHARE = 0.8
 #: a trial may take this share of the search's time (its schedule is shortened to fit:
-#: ``TrainConfig.max_seconds``), so the final retrain (three seeds of the chosen trial on 25 %
-#: more data) takes at most about the search's time again
+#: ``TrainConfig.max_seconds``; a cross-validated trial's folds share it), so the search sees
+#: at least four trials
 TRIAL_SHARE = 0.25
 
 
@@ -318,8 +320,10 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         size = spec_size_bytes(spec, cfg.bytes_per_param)
         trial.set_user_attr("spec", spec.to_dict())
         trial.set_user_attr("size_bytes", size)
+        # "planned_epochs": the schedule before a time limit shortened it, which the final
+        # retrain runs where its own time allows (run.final.final_schedule)
         settings = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "patience": patience,
-                    "rotate_deg": rotate}
+                    "rotate_deg": rotate, "planned_epochs": epochs}
         trial.set_user_attr("train", settings)
         t0 = time.perf_counter()
         curve: list[float] = []
@@ -355,8 +359,9 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             model = build_model(spec, seed=sc.seed + trial.number)
             model.set_normalisation(*tr.channel_stats())
             # fold 0 sizes the schedule to its share of the trial's time; the others follow it
-            # (stopped, as a last resort, at twice their share)
-            share = None if limit is None else limit / len(folds) * (1 if k == 0 else 2)
+            # (stopped, as a last resort, at their share: a fold of a third fewer series per
+            # epoch rarely needs it)
+            share = None if limit is None else limit / len(folds)
             tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
                                device=ctx.device, seed=sc.seed + trial.number,
                                max_seconds=share, rotate_deg=rotate,
@@ -378,6 +383,11 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             fold_losses.append(float(np.mean(tail)) if tail else math.nan)
             weights.append(va.n_series)
         model, res = first
+        if res.epochs_run > 1:  # what one epoch of this configuration costs (the final
+            # retrain's time check): the first fold's epochs after its first
+            h = res.history
+            trial.set_user_attr("epoch_seconds",
+                                (h[-1]["seconds"] - h[0]["seconds"]) / (len(h) - 1))
         trial.set_user_attr("val_curve", curve)
         trial.set_user_attr("epochs_run", res.epochs_run)
         value = float(np.average(values, weights=weights))
@@ -465,7 +475,8 @@ def run_search(ctx: SearchContext, study: optuna.Study,
         _objective(ctx),
         n_trials=None,
         timeout=search_seconds(cfg, ctx.train.n_series),
-        callbacks=[_stop_when_done(cfg.search.trials), *(callbacks or [])],
+        callbacks=[_stop_when_done(cfg.search.trials, search_seconds(cfg, ctx.train.n_series)),
+                   *(callbacks or [])],
         catch=(TrialFailure,),
         gc_after_trial=False,
     )
@@ -487,15 +498,25 @@ def _failures_in_a_row(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.tr
     return run
 
 
-def _stop_when_done(trials: int) -> Callable:
+def _stop_when_done(trials: int, seconds: float | None = None) -> Callable:
     """A study callback: stop at ``trials`` counted trials (:func:`counts_toward_trials`, over
-    all workers), or when the trials keep failing before any completed."""
+    all workers), when the trials keep failing before any completed, or (``seconds``) when the
+    next trial, if it takes as long as the median finished one, would end past the search's
+    time: a trial is not started that would overrun it (Optuna's own ``timeout`` only stops
+    starting trials once the time is up, and the last one then runs over)."""
+    t0 = time.perf_counter()
 
     def callback(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         ts = study.get_trials(deepcopy=False)
         if (sum(map(counts_toward_trials, ts)) >= trials
                 or len(_failures_in_a_row(ts)) >= MAX_FAILURES_IN_A_ROW):
             study.stop()
+            return
+        if seconds is not None:
+            took = [t.duration.total_seconds() for t in ts
+                    if t.state in FINISHED and t.duration is not None]
+            if took and time.perf_counter() - t0 + float(np.median(took)) > seconds:
+                study.stop()
 
     return callback
 

@@ -32,6 +32,22 @@ os.environ.setdefault("SEQEQ_DATA_DIR", str(_default_data_dir()))
 os.environ.setdefault("SEQEQ_OFFLINE", "1")
 
 
+@pytest.fixture(autouse=True)
+def _short_default_effort(request, monkeypatch):
+    """Tests train tiny data for a few epochs: the defaults that scale the effort up for small
+    data (at least ``MIN_STEPS`` optimiser steps per schedule; cross-validated trials where the
+    validation split is small) are turned down here, so a test that leaves ``epochs`` out trains
+    40 epochs on one split, as seqeq did before those defaults. Tests of those defaults
+    themselves are marked ``real_defaults`` and see the real values."""
+    if request.node.get_closest_marker("real_defaults"):
+        return
+    import seqeq.search
+    import seqeq.train
+
+    monkeypatch.setattr(seqeq.train, "MIN_STEPS", 0)
+    monkeypatch.setattr(seqeq.search, "CV_BELOW", 0)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return _default_data_dir()

@@ -12,6 +12,8 @@ import torch
 from seqeq.config import RunConfig
 from seqeq.models import ModelSpec, build_model, pool_time
 
+pytestmark = pytest.mark.real_defaults
+
 
 def test_the_default_search_time_follows_the_number_of_series():
     from seqeq.search import AUTO_SEARCH_SECONDS, search_seconds, trial_seconds
@@ -77,13 +79,36 @@ def test_the_final_retrain_repeats_a_shortened_schedule(walks, tmp_path, monkeyp
         return real(model, train, cfg, val=val, **kw)
 
     monkeypatch.setattr(seqeq.train, "train_model", spy)
-    cfg = RunConfig.of(budget_kb=3, trials=1, epochs=100_000, trial_timeout=1.5, final_seeds=1,
-                       cells=("gru",), device="cpu", opening=False)
+    cfg = RunConfig.of(budget_kb=3, trials=1, epochs=100_000, timeout=3, trial_timeout=1.5,
+                       final_seeds=1, cells=("gru",), device="cpu", opening=False, cv_folds=1)
     res = run_on(walks(n=60, T=20, seed=1), None, cfg, tmp_path / "r", html=False)
     report = json.loads(open(res.report_json).read())
     trial = report["trials"][0]
-    assert trial["epochs_run"] < 100_000
-    assert report["best"]["epochs"] == seen[-1] < 100_000
+    ran = trial["epochs_run"]
+    assert ran < 100_000
+    # the final model runs the planned schedule as far as the search's time (3 s) allows, at
+    # least what the trial ran
+    assert report["best"]["train"]["planned_epochs"] == 100_000
+    assert ran <= report["best"]["epochs"] == seen[-1] < 100_000
+
+
+def test_the_final_schedule_is_the_planned_one_where_time_allows():
+    from types import SimpleNamespace
+
+    from seqeq.run.final import final_schedule
+
+    def best(ran, planned, per_epoch):
+        return SimpleNamespace(user_attrs={"train": {"epochs": ran, "planned_epochs": planned},
+                                           "epoch_seconds": per_epoch, "best_epoch": 3})
+
+    cfg = RunConfig.of(timeout=125)
+    assert final_schedule(best(50, 300, 0.01), cfg, 125, 100, 3) == (300, 300)  # fits: all
+    # 0.8 x 125 s / 3 models / (0.5 s x 1.25) = 53 epochs fit
+    assert final_schedule(best(50, 300, 0.5), cfg, 125, 100, 3) == (53, 53)
+    assert final_schedule(best(50, 300, 5.0), cfg, 125, 100, 3) == (50, 50)  # >= what it ran
+    assert final_schedule(best(50, 300, 5.0), RunConfig.of(timeout=0), 125, 100, 3) == (300, 300)
+    assert final_schedule(best(50, 300, 0.01), RunConfig.of(final_epochs="best"), 125, 100,
+                          3) == (50, 3)
 
 
 def test_small_data_gets_at_least_min_steps_optimiser_steps():
@@ -159,3 +184,44 @@ def test_the_search_reads_long_series_through_the_front_end(tmp_path, walks):
                        device="cpu", opening=False)
     res = run_on(walks(n=40, T=600, seed=2), None, cfg, tmp_path / "r", html=False)
     assert json.loads(open(res.report_json).read())["best"]["spec"]["pool"] == 3
+
+
+def test_small_validation_splits_get_cross_validated_trials(walks, tmp_path):
+    """With a small validation split (auto), each trial is scored on three folds that together
+    validate every training series; their sizes weigh the mean, and the report says so."""
+    import json
+
+    import optuna
+
+    from seqeq.api import run_on
+    from seqeq.search import CV_FOLDS, cv_fold_count
+
+    assert cv_fold_count(RunConfig.of(), 99) == CV_FOLDS
+    assert cv_fold_count(RunConfig.of(), 100) == 1
+    assert cv_fold_count(RunConfig.of(cv_folds=1), 10) == 1
+    cfg = RunConfig.of(budget_kb=3, trials=1, epochs=3, final_seeds=1, cells=("gru",),
+                       device="cpu", opening=False)
+    res = run_on(walks(n=60, T=20, seed=1), None, cfg, tmp_path / "r", html=False)
+    report = json.loads(open(res.report_json).read())
+    assert "3-fold cross-validation" in report["data"]["validation"]
+    t = optuna.load_study(study_name="seqeq",
+                          storage=f"sqlite:///{res.run_dir}/study.db").trials[0]
+    scores = t.user_attrs["fold_scores"]
+    assert len(scores) == 3 and min(scores) <= t.value <= max(scores)
+
+
+def test_cv_folds_cover_the_training_data_with_every_class(walks):
+    from seqeq.datasets import concat
+    from seqeq.run import split_validation
+    from seqeq.search import cv_splits
+
+    data = walks(n=60, T=10, seed=0, groups=True)
+    train, val, _ = split_validation(data, 0.2, 0)
+    folds = cv_splits(train, val, 3, seed=0)
+    assert folds[0][0] is train and folds[0][1] is val  # the search's split comes first
+    n = concat(train, val).n_series
+    for tr, va in folds:
+        assert tr.n_series + va.n_series == n
+        assert set(tr.y) == {0, 1}
+        assert not set(tr.groups) & set(va.groups)  # whole groups, as the split itself
+    assert cv_splits(train, val, 1, seed=0) is None

@@ -211,6 +211,7 @@ def test_the_median_pruner_waits_a_fifth_of_the_schedule(tmp_path):
     assert study.pruner._n_warmup_steps == 20
 
 
+@pytest.mark.real_defaults
 def test_the_schedule_is_counted_in_optimiser_steps():
     from seqeq.train import MIN_STEPS, batch_for, schedule_epochs
 

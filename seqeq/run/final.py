@@ -4,6 +4,7 @@ model, and the model to export: the best seed's, or the average of the first ``-
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 from .._progress import console
@@ -31,17 +32,17 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
     # peaked is mostly noise: measured over 3 benchmarks x 2 cells x 3 seeds, the end of the
     # schedule scored higher on test than the validation-chosen epoch in 16 of 18 runs
     # (benchmarks/RESULTS.md, "Final retrain length"); "best" stops at that epoch
-    all_epochs = int(best.user_attrs["train"]["epochs"])
-    epochs = (all_epochs if cfg.final.final_epochs == "all"
-              else max(1, int(best.user_attrs.get("best_epoch") or all_epochs)))
     full = concat(train, val)
+    n_models = max(cfg.final.final_seeds, cfg.final.ensemble)
+    schedule, epochs = final_schedule(best, cfg, full.n_series, train.n_series, n_models)
     mean, std = full.channel_stats()
     finals = []
-    for k in range(max(cfg.final.final_seeds, cfg.final.ensemble)):
+    for k in range(n_models):
         seed = cfg.search.seed + 1000 + k
         model = build_model(spec, seed=seed)
         model.set_normalisation(mean, std)
-        tcfg = train_config_of(best, device, seed=seed, stop_epoch=epochs)
+        tcfg = dataclasses.replace(train_config_of(best, device, seed=seed, stop_epoch=epochs),
+                                   epochs=schedule)
         hist = train_model(model, full, tcfg, metric=cfg.search.metric)
         fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.search.metric)
         rec = {"seed": seed, "model": model, "val_score": fit_score, "history": hist.history}
@@ -61,6 +62,31 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
     else:
         chosen = max(finals, key=lambda f: f["val_score"])
     return best, reranked, spec, epochs, finals, chosen, ensemble
+
+
+def final_schedule(best, cfg: RunConfig, n_full: int, n_search: int, n_models: int
+                   ) -> tuple[int, int]:
+    """(schedule, stop epoch) of each final model. ``--final-epochs all``: the trial's planned
+    schedule (before its time limit shortened it: on small data, trials that are
+    cross-validated get a third of a trial's time per fold), where the final models' time
+    allows -- ``search.FINAL_SHARE`` of the search's time, shared by the final models, at the
+    trial's measured cost
+    per epoch scaled to the larger training set -- else the longest that fits, at least the
+    schedule the trial ran. ``best``: the trial's schedule, up to its best epoch."""
+    from ..search import FINAL_SHARE, search_seconds
+
+    t = best.user_attrs["train"]
+    ran = int(t["epochs"])
+    if cfg.final.final_epochs != "all":
+        return ran, max(1, int(best.user_attrs.get("best_epoch") or ran))
+    planned = int(t.get("planned_epochs", ran))
+    budget = search_seconds(cfg, n_search)
+    budget = None if budget is None else FINAL_SHARE * budget
+    per_epoch = best.user_attrs.get("epoch_seconds")
+    if planned > ran and budget is not None and per_epoch:
+        fits = int(budget / n_models / (per_epoch * n_full / max(1, n_search)))
+        planned = max(ran, min(planned, fits))
+    return planned, planned
 
 
 def _rerank(study, train, val, cfg: RunConfig, device: str, out: Path, quiet: bool):
