@@ -50,6 +50,10 @@ class ModelSpec:
     #: the time-parallel front end: the masked mean of each block of ``pool`` steps, so the
     #: recurrence runs over ``ceil(T / pool)`` steps (1: every step; no parameters)
     pool: int = 1
+    #: the learned front end: this many causal convolution filters (``CONV_KERNEL`` steps wide,
+    #: ReLU) over the (pooled) input, which the cell then reads instead of the raw channels
+    #: (0: none). Its weights count in the size like any other
+    conv: int = 0
     #: models of this configuration averaged (1: a single model)
     members: int = 1
 
@@ -65,6 +69,7 @@ class ModelSpec:
             num_classes=int(d["num_classes"]),
             cell_kwargs=dict(d.get("cell_kwargs", {})),
             pool=int(d.get("pool", 1)),
+            conv=int(d.get("conv", 0)),
             members=int(d.get("members", 1)),
         )
 
@@ -74,9 +79,19 @@ def spec_param_count(spec: ModelSpec) -> int:
     ensemble's members share one head bias (their N heads are one linear layer)."""
     cls = get_cell_class(spec.cell)
     kw = {k: v for k, v in spec.cell_kwargs.items() if v is not None}
-    cell = cls.count_params(spec.input_size, spec.hidden_size, **kw)
+    cell = cls.count_params(spec.conv or spec.input_size, spec.hidden_size, **kw)
     r = cls.readout_size_for(spec.hidden_size, **kw)
-    return spec.members * (cell + r * spec.num_classes) + spec.num_classes
+    return (spec.members * (conv_param_count(spec.input_size, spec.conv) + cell
+                            + r * spec.num_classes) + spec.num_classes)
+
+
+#: the width in (pooled) steps of the front end's causal convolution
+CONV_KERNEL = 5
+
+
+def conv_param_count(channels: int, filters: int) -> int:
+    """Learnable scalars of one model's convolution front end (weights and biases)."""
+    return filters * (channels * CONV_KERNEL + 1) if filters else 0
 
 
 def spec_size_bytes(spec: ModelSpec, bytes_per_param: int = 4) -> int:
@@ -122,13 +137,20 @@ def pool_time(x: torch.Tensor, lengths: torch.Tensor | None, pool: int
 
 
 class SequenceClassifier(nn.Module):
-    def __init__(self, cell: Cell, num_classes: int, pool: int = 1):
+    def __init__(self, cell: Cell, num_classes: int, pool: int = 1, conv: int = 0,
+                 channels: int | None = None, members: int = 1):
         super().__init__()
         self.cell = cell
         self.pool = int(pool)
+        # the convolution front end of each member, side by side (member k reads filters
+        # k*conv .. (k+1)*conv - 1: the ensemble cell splits its input)
+        channels = cell.input_size if channels is None else int(channels)
+        self.front = (nn.Conv1d(channels, conv * members, CONV_KERNEL) if conv else None)
+        #: the raw input's channels (the cell reads the front end's filters where it has one)
+        self.input_size = channels
         self.head = nn.Linear(cell.readout_size, num_classes)
-        self.register_buffer("mean", torch.zeros(cell.input_size))
-        self.register_buffer("std", torch.ones(cell.input_size))
+        self.register_buffer("mean", torch.zeros(channels))
+        self.register_buffer("std", torch.ones(channels))
 
     def set_normalisation(self, mean: np.ndarray, std: np.ndarray) -> None:
         std = np.where(np.asarray(std) > 1e-8, std, 1.0)
@@ -140,9 +162,15 @@ class SequenceClassifier(nn.Module):
 
     def inputs(self, x: torch.Tensor, lengths: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What the recurrence reads: raw ``x (B, T, d)`` normalised and pooled
-        (:func:`pool_time`), with its lengths."""
-        return pool_time(self.normalise(x), lengths, self.pool)
+        """What the recurrence reads: raw ``x (B, T, d)`` normalised, pooled
+        (:func:`pool_time`) and through the convolution front end, with its lengths. The
+        convolution is causal (zeros before the first step), so a real step never reads
+        padding."""
+        x, lengths = pool_time(self.normalise(x), lengths, self.pool)
+        if self.front is not None:
+            z = nn.functional.pad(x.transpose(1, 2), (CONV_KERNEL - 1, 0))
+            x = torch.relu(self.front(z)).transpose(1, 2)
+        return x, lengths
 
     def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.cell.forward_sequence(*self.inputs(x, lengths))  # (B, R)
@@ -160,14 +188,16 @@ def build_model(spec: ModelSpec, seed: int | None = None) -> SequenceClassifier:
     from its own (the same weights whatever ran before in the process; the global generator is
     left untouched)."""
     if seed is None:
+        d = spec.conv or spec.input_size  # what the cell reads
         if spec.members > 1:
             from .cells._ensemble import Ensemble
 
-            cell = Ensemble(spec.input_size, spec.hidden_size, member=spec.cell,
-                            members=spec.members, **spec.cell_kwargs)
+            cell = Ensemble(d, spec.hidden_size, member=spec.cell, members=spec.members,
+                            **({"split_input": True} if spec.conv else {}), **spec.cell_kwargs)
         else:
-            cell = create_cell(spec.cell, spec.input_size, spec.hidden_size, **spec.cell_kwargs)
-        return SequenceClassifier(cell, spec.num_classes, pool=spec.pool)
+            cell = create_cell(spec.cell, d, spec.hidden_size, **spec.cell_kwargs)
+        return SequenceClassifier(cell, spec.num_classes, pool=spec.pool, conv=spec.conv,
+                                  channels=spec.input_size, members=spec.members)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(spec)
@@ -191,6 +221,9 @@ def combine_models(models: list[SequenceClassifier], spec: ModelSpec
             cell.load_state_dict(m.cell.state_dict())
         ens.head.weight.copy_(torch.cat([m.head.weight for m in models], dim=1) / len(models))
         ens.head.bias.copy_(torch.stack([m.head.bias for m in models]).mean(0))
+        if ens.front is not None:
+            ens.front.weight.copy_(torch.cat([m.front.weight for m in models]))
+            ens.front.bias.copy_(torch.cat([m.front.bias for m in models]))
         ens.mean.copy_(models[0].mean)
         ens.std.copy_(models[0].std)
     return ens.eval(), espec
@@ -215,6 +248,8 @@ def save_model(model: SequenceClassifier, spec: ModelSpec, path: str | Path,
 MAX_STEPS = 64
 #: the largest pooling front end a saved model may ask for
 MAX_POOL = 4096
+#: the most front-end filters a saved model may ask for
+MAX_CONV = 1024
 
 
 def load_model(path: str | Path) -> tuple[SequenceClassifier, ModelSpec, dict[str, Any]]:
@@ -246,6 +281,8 @@ def load_model(path: str | Path) -> tuple[SequenceClassifier, ModelSpec, dict[st
             raise ValueError(f"members={spec.members} is outside 1..{MAX_MEMBERS}")
         if not 1 <= spec.pool <= MAX_POOL:
             raise ValueError(f"pool={spec.pool} is outside 1..{MAX_POOL}")
+        if not 0 <= spec.conv <= MAX_CONV:
+            raise ValueError(f"conv={spec.conv} is outside 0..{MAX_CONV}")
         for key in ("K", "L"):  # free in parameters, not in compute: bound them explicitly
             v = spec.cell_kwargs.get(key)
             if v is not None and not (isinstance(v, int) and 1 <= v <= MAX_STEPS):

@@ -23,7 +23,7 @@ from .augment import ROTATE_CHOICES
 from .config import RunConfig
 from .datasets import SeqData
 from .errors import SeqeqError, opt
-from .models import ModelSpec, build_model, save_model, spec_size_bytes
+from .models import ModelSpec, build_model, conv_param_count, save_model, spec_size_bytes
 from .search_spaces import feasible_cells, list_families, smallest_size, suggest_spec
 from .search_spaces.portfolio import opening_trials
 from .train import DEFAULT_EPOCHS, TrainConfig, batch_for, schedule_epochs, train_model
@@ -303,9 +303,13 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
 
     def objective(trial: optuna.Trial) -> float:
         cell = trial.suggest_categorical("cell", ctx.cells)
+        conv = _suggest_conv(trial, cell, d, C, cfg)
+        # the cell reads the front end's filters; what the front end's weights take (counted
+        # at 4 bytes each, an upper bound at any precision) is not the cell's to spend
+        budget = cfg.member_budget_bytes - 4 * conv_param_count(d, conv)
         spec = dataclasses.replace(
-            suggest_spec(trial, cell, d, C, cfg.member_budget_bytes, cfg.bytes_per_param),
-            pool=pool)
+            suggest_spec(trial, cell, conv or d, C, budget, cfg.bytes_per_param),
+            input_size=d, pool=pool, conv=conv)
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
         batch_size = batch_for(n_fit, trial.suggest_categorical("batch_size", list(BATCH_SIZES)))
         rotate = _suggest_rotate(trial, cfg, ctx.train)
@@ -441,6 +445,23 @@ def trial_value(curve: list[float], best_val: float | None, cfg: RunConfig,
         tail = [v for v in curve[-tail_epochs(n):] if math.isfinite(v)]
         return float(np.mean(tail)) if tail else 0.0
     return float(best_val if best_val is not None else 0.0)
+
+
+#: filters of the convolution front end the search chooses from (0: none;
+#: ``models.SequenceClassifier``)
+CONV_CHOICES = (0, 16)
+
+
+def _suggest_conv(trial: optuna.Trial, cell: str, d: int, C: int, cfg: RunConfig) -> int:
+    """The trial's convolution front end: a searched choice of :data:`CONV_CHOICES`, or none
+    where the cell would not fit the budget beside it (recorded as ``adjusted.conv``)."""
+    conv = int(trial.suggest_categorical("conv", list(CONV_CHOICES)))
+    if conv:
+        left = cfg.member_budget_bytes - 4 * conv_param_count(d, conv)
+        if not feasible_cells([cell], conv, C, left, cfg.bytes_per_param):
+            trial.set_user_attr("adjusted.conv", True)
+            return 0
+    return conv
 
 
 def _suggest_rotate(trial: optuna.Trial, cfg: RunConfig, train) -> float:

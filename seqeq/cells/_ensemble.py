@@ -37,10 +37,15 @@ class Ensemble(Cell):
     name = "ensemble"
 
     def __init__(self, input_size: int, hidden_size: int, *, member: str, members: int,
-                 **kw: Any):
+                 split_input: bool = False, **kw: Any):
         if not (isinstance(members, int) and 2 <= members <= MAX_MEMBERS):
             raise ValueError(f"an ensemble has 2..{MAX_MEMBERS} members, not {members!r}")
         super().__init__(input_size, hidden_size, member=member, members=members, **kw)
+        #: each member reads its own ``input_size`` of the input's ``members * input_size``
+        #: features (its own convolution front end, ``models.SequenceClassifier``), not all of it
+        self.split_input = bool(split_input)
+        if self.split_input:
+            self.input_size = input_size * members
         self.cells = nn.ModuleList(create_cell(member, input_size, hidden_size, **kw)
                                    for _ in range(members))
         self.onnx_exportable = get_cell_class(member).onnx_exportable
@@ -51,7 +56,8 @@ class Ensemble(Cell):
         self._s = [first.state_size] * members
 
     @classmethod
-    def count_params(cls, input_size, hidden_size, *, member, members, **kw):
+    def count_params(cls, input_size, hidden_size, *, member, members, split_input=False,
+                     **kw):
         return members * get_cell_class(member).count_params(input_size, hidden_size, **kw)
 
     @classmethod
@@ -65,8 +71,13 @@ class Ensemble(Cell):
     def init_state(self, batch: int, device=None, dtype=None) -> torch.Tensor:
         return torch.cat([c.init_state(batch, device, dtype) for c in self.cells], dim=1)
 
+    def _inputs(self, x: torch.Tensor) -> list[torch.Tensor]:
+        n = len(self.cells)
+        return list(x.chunk(n, dim=-1)) if self.split_input else [x] * n
+
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.cat([c.prepare(x) for c in self.cells], dim=-1)
+        return torch.cat([c.prepare(xi) for c, xi in zip(self.cells, self._inputs(x),
+                                                          strict=True)], dim=-1)
 
     def step(self, u_t: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         us, hs = u_t.split(self._u, dim=1), h.split(self._s, dim=1)
@@ -84,4 +95,5 @@ class Ensemble(Cell):
         if h0 is not None:  # an explicit initial state: the generic step loop
             return super().forward_sequence(x, lengths, h0)
         # each member on its own fast path (fused GRU/LSTM, hand-written loops, GPU kernels)
-        return torch.cat([c.forward_sequence(x, lengths) for c in self.cells], dim=1)
+        return torch.cat([c.forward_sequence(xi, lengths)
+                          for c, xi in zip(self.cells, self._inputs(x), strict=True)], dim=1)

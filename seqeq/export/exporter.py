@@ -491,9 +491,9 @@ def _check_inputs(model, spec, class_names, channel_names, quantize, opset):
     if not len(class_names) == spec.num_classes == n_out:
         raise SeqeqError(f"{len(class_names)} class names for a model with {n_out} classes "
                          f"(spec: {spec.num_classes})", "Pass one name per class, in label order")
-    if not len(channel_names) == spec.input_size == cell.input_size:
+    if not len(channel_names) == spec.input_size == model.input_size:
         raise SeqeqError(f"{len(channel_names)} channel names for a model with "
-                         f"{cell.input_size} input channels (spec: {spec.input_size})",
+                         f"{model.input_size} input channels (spec: {spec.input_size})",
                          "Pass one name per input channel, in column order")
     if len(set(class_names)) != len(class_names):
         raise SeqeqError(f"class names are not unique: {class_names}")
@@ -513,7 +513,7 @@ def _trace_length_for(model: nn.Module, wanted: int) -> int:
     longer series): ``wanted``, else the longest shorter one >= 2 (length 1 would let the
     tracer treat the time axis as a broadcast dimension)."""
     for T in range(int(wanted), 1, -1):
-        x = model.mean + model.std * torch.zeros(_TRACE_BATCH, T, model.cell.input_size)
+        x = model.mean + model.std * torch.zeros(_TRACE_BATCH, T, model.input_size)
         try:
             with torch.no_grad():
                 model.cell.prepare(model.inputs(x)[0])
@@ -540,7 +540,7 @@ def build_onnx_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
 
     pool = int(getattr(model, "pool", 1))
     # a pooled trace needs at least two blocks of steps (one would look like a broadcast axis)
-    B, d = _TRACE_BATCH, cell.input_size
+    B, d = _TRACE_BATCH, model.input_size
     T = _trace_length_for(model, max(_trace_length, 2 * pool + 1) if pool > 1 else _trace_length)
     S = cell.state_size
     gen = torch.Generator().manual_seed(0)
@@ -690,7 +690,7 @@ def _verify(model_proto_bytes: bytes, model: nn.Module, quantize: str | None) ->
     gen = torch.Generator().manual_seed(1)
     T = _trace_length_for(ref, 6)
     lengths = torch.tensor([T, 1, max(1, T - 2)], dtype=torch.int64)
-    x = ref.mean + ref.std * torch.randn(3, T, ref.cell.input_size, generator=gen)
+    x = ref.mean + ref.std * torch.randn(3, T, ref.input_size, generator=gen)
     with torch.no_grad():
         want = ref(x, lengths).numpy()
     so = ort.SessionOptions()

@@ -41,6 +41,13 @@ OPENING_BATCH = 64
 OPENING_ROTATE = 30
 
 
+#: the opening trials read data of at most this many channels through a convolution front end
+#: of this many filters: one value per step tells a recurrent cell little about local shape,
+#: while several sensor channels already give its input projection something to mix
+OPENING_CONV_CHANNELS = 3
+OPENING_CONV = 16
+
+
 def opening_count(trials: int) -> int:
     """How many opening trials a search of ``trials`` trials gets: a fifth, at least one."""
     return max(1, trials // 5)
@@ -60,7 +67,8 @@ def opening_trials(cells: Sequence[str], d: int, C: int, budget: int, bpp: int, 
         if not _fits(fam, d, C, _completion(fam, dict(fixed), 0), budget, bpp):
             fixed = {}
         params = {"cell": cell, **{f"{cell}.{k}": v for k, v in fixed.items()},
-                  "size_frac": 1.0, "lr": OPENING_LR, "batch_size": OPENING_BATCH}
+                  "size_frac": 1.0, "lr": OPENING_LR, "batch_size": OPENING_BATCH,
+                  "conv": OPENING_CONV if d <= OPENING_CONV_CHANNELS else 0}
         if rotate:
             params["rotate_deg"] = OPENING_ROTATE
         out.append(params)
