@@ -112,10 +112,12 @@ def test_a_reranked_search_retrains_the_best_cross_validated_trial(tmp_path, wal
                         cls=jsonschema.Draft202012Validator)
     assert "Re-ranking" in open(res.report_html).read()
 
-    # the runner-up wins once its saved extra folds read perfect: the saved scores are used
+    # the runner-up wins once its saved extra folds read perfect and the winner's zero: the
+    # saved scores are used
     other = next(r["trial"] for r in rr["rows"] if r["trial"] != rr["chosen_trial"])
     for f in (1, 2):
         saved["scores"][f"{other}/{f}"] = 1.0
+        saved["scores"][f"{rr['chosen_trial']}/{f}"] = 0.0
     (tmp_path / "r" / RERANK_FILE).write_text(json.dumps(saved))
 
     res2 = run_on(data, test, cfg.with_settings(resume=True), tmp_path / "r")

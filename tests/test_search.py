@@ -135,7 +135,7 @@ def test_final_retrain_length_follows_final_epochs(tmp_path, walks, monkeypatch,
     monkeypatch.setattr(seqeq.train, "train_model", spy)  # the final retrain only
     from seqeq.api import run_on
 
-    cfg = RunConfig.of(budget_kb=3, trials=2, epochs=5, patience=0, final_seeds=2, seed=1,
+    cfg = RunConfig.of(budget_kb=3, trials=2, epochs=5, patience=0, final_seeds=2, seed=4,
                        cells=("gru",), device="cpu", final_epochs=policy,
                        opening=False)  # the seeded trials below were drawn by the sampler
     res = run_on(walks(n=120, T=20, seed=3), walks(n=40, T=20, seed=4), cfg, tmp_path / "r")
@@ -282,7 +282,11 @@ def test_opening_trials_are_budget_filling_portfolio_configurations():
     assert opening_trials(["irnn", "srnn"], 9, 2, 6000, 1, trials=16, rotate=True) == []
     # settings that do not fit the budget are left to the sampler: dense TARNN weights need room
     tiny = opening_trials(["tarnn"], 9, 2, budget=170, bpp=1, trials=16, rotate=False)
-    assert tiny == [{"cell": "tarnn", "size_frac": 1.0, "lr": 0.01, "batch_size": 64}]
+    assert tiny == [{"cell": "tarnn", "size_frac": 1.0, "lr": 0.01, "batch_size": 64,
+                     "conv": 0}]
+    # data of up to three channels opens with the convolution front end
+    assert all(p["conv"] == 16 for p in opening_trials(cells, 1, 2, 6000, 1, 16, False))
+    assert all(p["conv"] == 0 for p in ops)
 
 
 def _opened_search(tmp_path, walks, **kw):
@@ -307,12 +311,14 @@ def test_a_fresh_search_opens_with_its_portfolio_trials_then_samples(tmp_path, w
     recs = trial_records(study)
     assert recs[0]["opening"] and recs[0]["cell"] == "gru"
     assert recs[0]["params"]["size_frac"] == 1.0 and recs[0]["params"]["lr"] == 0.01
-    # the largest GRU that fits the budget
+    # the largest GRU that fits the budget beside the front end (2 channels: 16 filters)
+    from seqeq.models import conv_param_count
     from seqeq.search_spaces._space import _max_d, get_family
 
     d, C = ctx.train.n_channels, ctx.train.n_classes
-    assert recs[0]["spec"]["hidden_size"] == _max_d(get_family("gru"), d, C, {},
-                                                    ctx.cfg.member_budget_bytes, 4)
+    assert recs[0]["spec"]["conv"] == 16
+    left = ctx.cfg.member_budget_bytes - 4 * conv_param_count(d, 16)
+    assert recs[0]["spec"]["hidden_size"] == _max_d(get_family("gru"), 16, C, {}, left, 4)
     assert not any(r["opening"] for r in recs[1:])
     assert len(recs) == 5
     assert open_study(ctx, study) == 0  # a study with trials (resumed, shared) is not reopened

@@ -94,32 +94,42 @@ COSTLY_TRIAL_SECONDS = 120.0
 
 
 def say_cost(train, cfg: RunConfig, device: str, quiet: bool) -> None:
-    """Before anything runs on huge data (very long series, very many), say what one trial and
-    the whole run will cost at least, measured on this machine, and how to bound it."""
+    """Before anything runs on huge data (very long series, very many), say what one trial will
+    cost, measured on this machine: with a time limit (the default), how far its schedule will
+    be cut to fit; without one (``--timeout 0``), what a trial and the whole run take."""
     import warnings
 
+    from ..search import pool_for, search_seconds, trial_seconds
     from ..train import batch_for, estimate_epoch_seconds, schedule_epochs
 
     # the schedule of a trial at the search's smallest batch (the most epochs)
     epochs = schedule_epochs(train.n_series, batch_for(train.n_series, 64), cfg.search.epochs)
-    if epochs * train.n_series * float(np.mean(train.lengths)) < 2e6:
+    steps = float(np.mean(train.lengths)) / pool_for(train.max_len)  # what the cell runs over
+    if epochs * train.n_series * steps < 2e6:
         return  # small enough that no trial can take minutes: not worth a measurement
-    from ..search import pool_for, trial_seconds
-
-    # the recurrence runs over the front end's blocks; a trial's schedule fits its time limit
     trial = epochs * estimate_epoch_seconds(train, device=device) / pool_for(train.max_len)
     limit = trial_seconds(cfg, train.n_series)
-    trial = trial if limit is None else min(trial, limit)
-    if trial < COSTLY_TRIAL_SECONDS:
-        return
-    total = trial * (cfg.search.trials + max(cfg.final.final_seeds, cfg.final.ensemble))
-    trials = cfg.search.trials
-    msg = (f"note: {train.n_series:,} series of up to {train.max_len:,} steps: each trial of "
-           f"{epochs} epochs takes at least about {_duration(trial)} on this machine, the "
-           f"whole run ({trials} trials and the final retrain) at least {_duration(total)}. "
-           f"Bound it with {opt('timeout', placeholder='SEC')} (and "
-           f"{opt('trial_timeout', placeholder='SEC')}), fewer {opt('epochs')}, or resample the "
-           "series to fewer steps")
+    head = f"note: {train.n_series:,} series of up to {train.max_len:,} steps: "
+    if limit is not None:
+        if trial <= 2 * limit:
+            return  # it fits its time, or nearly: the schedule is cut by at most half
+        fits = max(2, int(epochs * limit / trial))
+        msg = (head + f"a trial's {epochs}-epoch schedule would take at least about "
+               f"{_duration(trial)} on this machine; within its {_duration(limit)} (a quarter "
+               f"of the search's {_duration(search_seconds(cfg, train.n_series))}) it is cut "
+               f"to about {fits} epochs. For longer training give more time with "
+               f"{opt('timeout', placeholder='SEC')} (0: none), or resample the series to fewer "
+               "steps")
+    else:
+        if trial < COSTLY_TRIAL_SECONDS:
+            return
+        total = trial * (cfg.search.trials + max(cfg.final.final_seeds, cfg.final.ensemble))
+        msg = (head + f"each trial of {epochs} epochs takes at least about {_duration(trial)} "
+               f"on this machine, the whole run ({cfg.search.trials} trials and the final "
+               f"retrain) at least {_duration(total)}. Bound it with "
+               f"{opt('timeout', placeholder='SEC')} (and "
+               f"{opt('trial_timeout', placeholder='SEC')}), fewer {opt('epochs')}, or resample "
+               "the series to fewer steps")
     if quiet:
         warnings.warn(msg, stacklevel=3)
     else:

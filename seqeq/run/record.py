@@ -66,7 +66,7 @@ def final_section(rc, finals: list[dict], chosen: dict, ensemble: dict | None, m
     test_int8 = (score(test.y, predict_logits(quantize_model_weights(model), test, device="cpu")
                        .argmax(1), metric) if test is not None else None)
     # the diagnostic runs one backward pass per state unit through every step: a bounded window
-    Tg = min(int(val.lengths.min()), GRADIENT_WINDOW)
+    Tg = min(int(val.lengths.min()), GRADIENT_WINDOW * model.pool)  # (recurrent steps)
     gx = torch.as_tensor(np.asarray(val.X[: min(8, val.n_series), :Tg]))
     return {
         "seeds": [f["seed"] for f in finals],
