@@ -86,9 +86,10 @@ Epochs = Annotated[int | None, typer.Option(
     help="Epochs per trial: its learning-rate schedule, which the final retrain repeats "
          "(default: 40, or more where those are fewer than 1000 optimiser steps).")]
 FinalSeeds = Annotated[int, typer.Option("--final-seeds", help="Seeds for the final retrain.")]
-Ensemble = Annotated[int, typer.Option(
+Ensemble = Annotated[int | None, typer.Option(
     help="Export the average of this many final models as one ONNX model; the budget covers "
-         "them all (each searched model gets budget / N).")]
+         "them all (each searched model gets budget / N). Default: 3 where that leaves each at "
+         "least 4 KiB (--budget-kb 12 or more), else 1.")]
 Rerank = Annotated[int, typer.Option(
     help="Re-score the best trial of each of the K best cell families on --rerank-folds "
          "cross-validation folds (whole groups, like the validation split) and retrain the best "
@@ -179,7 +180,7 @@ def _print_result(res, as_json: bool) -> None:
 SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("budget_kb", Budget, 20.0), ("trials", Trials, 20), ("timeout", Timeout, None),
     ("seed", Seed, 0), ("out", Out, None), ("cells", Cells, None), ("metric", Metric, "accuracy"),
-    ("epochs", Epochs, None), ("final_seeds", FinalSeeds, 3), ("ensemble", Ensemble, 1),
+    ("epochs", Epochs, None), ("final_seeds", FinalSeeds, 3), ("ensemble", Ensemble, None),
     ("rerank", Rerank, 0), ("rerank_folds", RerankFolds, 3), ("opening", Opening, True),
     ("cv_folds", CvFolds, None),
     ("final_epochs", FinalEpochs, "all"), ("device", Device, "auto"),

@@ -147,7 +147,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                  cells: str | None = None, metric: str = "accuracy", epochs: int | None = None,
                  final_seeds: int = 1, device: str = "auto", random_state: int = 0,
                  out: str | None = None, verbose: bool = False, rotate: str | float = "auto",
-                 vectors=None, ensemble: int = 1, rerank: int = 0, opening: bool = True):
+                 vectors=None, ensemble: int | None = None, rerank: int = 0,
+                 opening: bool = True):
         self.budget_kb = budget_kb
         self.trials = trials
         self.timeout = timeout

@@ -36,14 +36,17 @@ os.environ.setdefault("SEQEQ_OFFLINE", "1")
 def _short_default_effort(request, monkeypatch):
     """Tests train tiny data for a few epochs: the defaults that scale the effort up for small
     data (at least ``MIN_STEPS`` optimiser steps per schedule; cross-validated trials where the
-    validation split is small) are turned down here, so a test that leaves ``epochs`` out trains
-    40 epochs on one split, as seqeq did before those defaults. Tests of those defaults
-    themselves are marked ``real_defaults`` and see the real values."""
+    validation split is small; an ensemble where the budget allows) are turned down here, so a
+    test that leaves ``epochs`` out trains 40 epochs of one model on one split, as seqeq did
+    before those defaults. Tests of those defaults themselves are marked ``real_defaults`` and
+    see the real values."""
     if request.node.get_closest_marker("real_defaults"):
         return
+    import seqeq.config
     import seqeq.search
     import seqeq.train
 
+    monkeypatch.setattr(seqeq.config, "AUTO_ENSEMBLE_MIN_KIB", float("inf"))
     monkeypatch.setattr(seqeq.train, "MIN_STEPS", 0)
     monkeypatch.setattr(seqeq.search, "CV_BELOW", 0)
 

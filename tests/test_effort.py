@@ -225,3 +225,16 @@ def test_cv_folds_cover_the_training_data_with_every_class(walks):
         assert set(tr.y) == {0, 1}
         assert not set(tr.groups) & set(va.groups)  # whole groups, as the split itself
     assert cv_splits(train, val, 1, seed=0) is None
+
+
+def test_the_default_ensemble_averages_three_where_each_keeps_4_kib():
+    from seqeq.config import auto_ensemble
+
+    assert RunConfig.of(budget_kb=20).final.ensemble == 3
+    assert RunConfig.of(budget_kb=12).final.ensemble == 3
+    assert RunConfig.of(budget_kb=11.9).final.ensemble == 1
+    assert RunConfig.of(budget_kb=20, ensemble=1).final.ensemble == 1  # as asked
+    assert RunConfig().final.ensemble == auto_ensemble(20.0) == 3
+    cfg = RunConfig.of(budget_kb=20)
+    assert cfg.flat()["ensemble"] == 3  # recorded resolved (a resume compares it)
+    assert cfg.member_budget_bytes == 20 * 1024 // 3
