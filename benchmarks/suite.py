@@ -191,6 +191,8 @@ def main() -> None:
     ap.add_argument("--runs", default="/tmp/seqeq-suite-runs")
     ap.add_argument("--redo", action="store_true", help="run again what the cache holds")
     ap.add_argument("--no-minirocket", action="store_true")
+    ap.add_argument("--table", action="store_true",
+                    help="print the table from the cache and run nothing")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="a non-default seqeq setting (for measuring a lever; the suite's "
                          "table is the defaults')")
@@ -202,13 +204,13 @@ def main() -> None:
         settings[k] = json.loads(v) if v[:1] in "0123456789-[{tfn" else v
     cache_path = Path(args.out)
     cache = _load_cache(cache_path)
-    for p in problems:
+    for p in problems if not args.table else ():
         if f"{p}/shape" not in cache:
             tr, te = load(p)
             cache[f"{p}/shape"] = (f"{tr.n_series} / {te.n_series}, {tr.max_len}, "
                                    f"{tr.n_channels}, {tr.n_classes}")
     jobs = []
-    for p in problems:
+    for p in problems if not args.table else ():
         if not args.no_minirocket and (args.redo or "acc" not in cache.get(f"{p}/minirocket", {})):
             jobs.append(("minirocket", p, None))
         for b in args.budgets:
@@ -216,8 +218,9 @@ def main() -> None:
                 jobs.append(("seqeq", p, b))
     # the slowest first, so the pool does not end on one long job
     jobs.sort(key=lambda j: (j[1] in LARGE, j[0] == "seqeq"), reverse=True)
-    print(f"{len(jobs)} job(s) on {args.jobs} process(es)", flush=True)
-    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+    if jobs:
+        print(f"{len(jobs)} job(s) on {args.jobs} process(es)", flush=True)
+    with ProcessPoolExecutor(max_workers=max(1, min(args.jobs, len(jobs)))) as pool:
         futs = [pool.submit(_job, kind, p, b, str(cache_path), args.runs, settings)
                 for kind, p, b in jobs]
         for f in as_completed(futs):
