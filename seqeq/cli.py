@@ -120,7 +120,7 @@ Quantize = Annotated[str | None, typer.Option(help="int8: budget and export 8-bi
 Pruner = Annotated[str, typer.Option(help="median | hyperband | none.")]
 TrialTimeout = Annotated[float | None, typer.Option(
     "--trial-timeout", help="One trial's seconds (default: a quarter of the search's time); a "
-    "schedule that cannot end in time is shortened after its first epoch.")]
+    "schedule that cannot end in time is shortened after its second epoch.")]
 Rotate = Annotated[str, typer.Option(
     help="Training augmentation: turn x/y/z sensor channels by random rotations up to DEG "
     "degrees. auto: searched (0, 15, 30 or 45); a number fixes it; 0 turns it off.")]

@@ -285,11 +285,12 @@ def spec_of(trial: optuna.trial.FrozenTrial) -> ModelSpec:
 
 
 def train_config_of(trial: optuna.trial.FrozenTrial, device: str, seed: int,
-                    stop_epoch: int | None = None) -> TrainConfig:
+                    stop_epoch: int | None = None, epochs: int | None = None) -> TrainConfig:
     """The trial's training settings; with ``stop_epoch``, the same learning-rate schedule
-    followed up to that epoch (how the final model repeats the trial's best epoch)."""
+    followed up to that epoch (how the final model repeats the trial's best epoch); with
+    ``epochs``, a schedule of that length instead of the trial's (``run.final.final_schedule``)."""
     t = trial.user_attrs["train"]
-    return TrainConfig(lr=t["lr"], batch_size=t["batch_size"], epochs=t["epochs"],
+    return TrainConfig(lr=t["lr"], batch_size=t["batch_size"], epochs=epochs or t["epochs"],
                        patience=0 if stop_epoch else t.get("patience", 0), device=device,
                        seed=seed, stop_epoch=stop_epoch, rotate_deg=t.get("rotate_deg", 0.0))
 
@@ -320,7 +321,11 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         # (--patience counts epochs of a 40-epoch schedule: a longer one waits as much longer)
         patience = (0 if cfg.final.final_epochs == "all"
                     else max(sc.patience, round(sc.patience * epochs / DEFAULT_EPOCHS)))
+        # fold 0 sizes the schedule to its share of the trial's time; the others follow it
+        # (stopped, as a last resort, at their share: a fold of a third fewer series per epoch
+        # rarely needs it)
         limit = trial_seconds(cfg, ctx.train.n_series)
+        share = None if limit is None else limit / len(folds)
         size = spec_size_bytes(spec, cfg.bytes_per_param)
         trial.set_user_attr("spec", spec.to_dict())
         trial.set_user_attr("size_bytes", size)
@@ -362,10 +367,6 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         for k, (tr, va) in enumerate(folds):
             model = build_model(spec, seed=sc.seed + trial.number)
             model.set_normalisation(*tr.channel_stats())
-            # fold 0 sizes the schedule to its share of the trial's time; the others follow it
-            # (stopped, as a last resort, at their share: a fold of a third fewer series per
-            # epoch rarely needs it)
-            share = None if limit is None else limit / len(folds)
             tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
                                device=ctx.device, seed=sc.seed + trial.number,
                                max_seconds=share, rotate_deg=rotate,
@@ -490,14 +491,14 @@ def run_search(ctx: SearchContext, study: optuna.Study,
     cfg = ctx.cfg
     if sum(map(counts_toward_trials, study.get_trials(deepcopy=False))) >= cfg.search.trials:
         return study
+    seconds = search_seconds(cfg, ctx.train.n_series)
     # Optuna logs each failed or interrupted trial with its traceback; seqeq says it in one line
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     study.optimize(
         _objective(ctx),
         n_trials=None,
-        timeout=search_seconds(cfg, ctx.train.n_series),
-        callbacks=[_stop_when_done(cfg.search.trials, search_seconds(cfg, ctx.train.n_series)),
-                   *(callbacks or [])],
+        timeout=seconds,
+        callbacks=[_stop_when_done(cfg.search.trials, seconds), *(callbacks or [])],
         catch=(TrialFailure,),
         gc_after_trial=False,
     )

@@ -56,8 +56,7 @@ class Ensemble(Cell):
         self._s = [first.state_size] * members
 
     @classmethod
-    def count_params(cls, input_size, hidden_size, *, member, members, split_input=False,
-                     **kw):
+    def count_params(cls, input_size, hidden_size, *, member, members, **kw):
         return members * get_cell_class(member).count_params(input_size, hidden_size, **kw)
 
     @classmethod

@@ -538,7 +538,7 @@ def build_onnx_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
         state_names.add(name)
     b = _Builder(state_names)
 
-    pool = int(getattr(model, "pool", 1))
+    pool = model.pool
     # a pooled trace needs at least two blocks of steps (one would look like a broadcast axis)
     B, d = _TRACE_BATCH, model.input_size
     T = _trace_length_for(model, max(_trace_length, 2 * pool + 1) if pool > 1 else _trace_length)

@@ -104,10 +104,10 @@ def say_cost(train, cfg: RunConfig, device: str, quiet: bool) -> None:
 
     # the schedule of a trial at the search's smallest batch (the most epochs)
     epochs = schedule_epochs(train.n_series, batch_for(train.n_series, 64), cfg.search.epochs)
-    steps = float(np.mean(train.lengths)) / pool_for(train.max_len)  # what the cell runs over
-    if epochs * train.n_series * steps < 2e6:
+    pool = pool_for(train.max_len)  # the recurrence runs over the front end's blocks
+    if epochs * train.n_series * float(np.mean(train.lengths)) / pool < 2e6:
         return  # small enough that no trial can take minutes: not worth a measurement
-    trial = epochs * estimate_epoch_seconds(train, device=device) / pool_for(train.max_len)
+    trial = epochs * estimate_epoch_seconds(train, device=device) / pool
     limit = trial_seconds(cfg, train.n_series)
     head = f"note: {train.n_series:,} series of up to {train.max_len:,} steps: "
     if limit is not None:

@@ -4,7 +4,6 @@ model, and the model to export: the best seed's, or the average of the first ``-
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 from .._progress import console
@@ -41,8 +40,7 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
         seed = cfg.search.seed + 1000 + k
         model = build_model(spec, seed=seed)
         model.set_normalisation(mean, std)
-        tcfg = dataclasses.replace(train_config_of(best, device, seed=seed, stop_epoch=epochs),
-                                   epochs=schedule)
+        tcfg = train_config_of(best, device, seed=seed, stop_epoch=epochs, epochs=schedule)
         hist = train_model(model, full, tcfg, metric=cfg.search.metric)
         fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.search.metric)
         rec = {"seed": seed, "model": model, "val_score": fit_score, "history": hist.history}
@@ -70,9 +68,9 @@ def final_schedule(best, cfg: RunConfig, n_full: int, n_search: int, n_models: i
     schedule (before its time limit shortened it: on small data, trials that are
     cross-validated get a third of a trial's time per fold), where the final models' time
     allows -- ``search.FINAL_SHARE`` of the search's time, shared by the final models, at the
-    trial's measured cost
-    per epoch scaled to the larger training set -- else the longest that fits, at least the
-    schedule the trial ran. ``best``: the trial's schedule, up to its best epoch."""
+    trial's measured cost per epoch scaled to the larger training set -- else the longest that
+    fits, at least the schedule the trial ran. ``best``: the trial's schedule, up to its best
+    epoch."""
     from ..search import FINAL_SHARE, search_seconds
 
     t = best.user_attrs["train"]
