@@ -60,6 +60,12 @@ def test_a_schedule_that_cannot_end_in_time_is_shortened_and_still_ends_low(walk
     assert 2 <= res.schedule_epochs < 100_000
     assert res.epochs_run <= res.schedule_epochs
     assert res.history[1]["schedule_epochs"] == res.schedule_epochs
+    # every step followed the shortened cosine (4 steps per epoch of 64 series at batch 16),
+    # not the 100,000-epoch one, whether or not the time limit also cut the last epoch short
+    total = res.schedule_epochs * 4
+    for s in (len(lrs) // 2, len(lrs) - 1):
+        want = 1e-2 * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+        assert lrs[s] == pytest.approx(want, rel=1e-6)
     if res.epochs_run == res.schedule_epochs:  # it ended on its schedule, at 5 % of the lr
         assert lrs[-1] == pytest.approx(0.05e-2, rel=0.2)
 
