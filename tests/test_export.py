@@ -297,6 +297,27 @@ def test_runtime_imports_without_torch(exported, tmp_path):
 
 
 # ---- int8 ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("quantize,opset", [(None, 17), ("int8", 19)])
+@pytest.mark.parametrize("cell", CELLS)
+def test_runs_in_the_reference_evaluator(cell, quantize, opset, tmp_path):
+    """The time loop has an explicit true condition: ``onnx.reference``, which follows the spec
+    to the letter, ran a Loop whose cond input was empty zero times (all logits the head's bias).
+    (Its DequantizeLinear starts at opset 19, so the int8 file is written at 19 here.)"""
+    from onnx.reference import ReferenceEvaluator
+
+    spec, model = make_model(cell, seed=5)
+    path = tmp_path / "m.onnx"
+    export(model, spec, path, quantize=quantize, opset=opset)
+    loop = next(n for n in onnx.load(str(path)).graph.node if n.op_type == "Loop")
+    assert loop.input[1], "the Loop's condition input is empty"
+    lengths = np.array([9, 1, 4])
+    x = raw(3, 9, seed=6).numpy()
+    got = ReferenceEvaluator(str(path)).run(["logits"], {"x": x, "lengths": lengths})[0]
+    assert close(got, ort_logits(session(path), x, lengths))
+    ref = quantize_model_weights(model) if quantize else model
+    assert close(got, torch_logits(ref, torch.as_tensor(x), lengths))
+
+
 @pytest.mark.parametrize("cell", CELLS)
 def test_int8_matches_fake_quantised_torch(cell, tmp_path):
     spec, model = make_model(cell, seed=3)

@@ -12,7 +12,7 @@ the exporter never traces the time loop. It traces three small pieces of any cel
 and stitches them with ``onnx.helper`` into::
 
     u = prelude(x);  h_0 = init_state;  T = shape(u)[1]
-    Loop t in 0..T-1 (body: u_t = u[:, t]; h = where(t < lengths, step(u_t, h), h))
+    Loop t in 0..T-1, cond true (body: u_t = u[:, t]; h = where(t < lengths, step(u_t, h), h))
     logits = head(h_T);  probabilities = softmax(logits)
 
 so the graph is the same for every sequence length. Weights are initializers of the main graph
@@ -616,7 +616,10 @@ def build_onnx_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
          helper.make_tensor_value_info(h_out, TensorProto.FLOAT, ["batch", S])])
     nodes += _hoist_invariants(body_graph)
     h_T = "seqeq/h_T"
-    nodes.append(helper.make_node("Loop", [trips, "", h0], [h_T], name="seqeq/time_loop",
+    # an explicit true condition: evaluators that follow the spec to the letter (onnx.reference)
+    # run a Loop whose cond input is empty zero times
+    cond = b.const(nodes, "true", np.array(True))
+    nodes.append(helper.make_node("Loop", [trips, cond, h0], [h_T], name="seqeq/time_loop",
                                   body=body_graph))
 
     # ---- head
