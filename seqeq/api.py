@@ -38,8 +38,8 @@ def fit(path: str | Path, *, test: str | Path | None = None, budget_kb: float = 
     """Search, train, export and report on a CSV/Parquet file. Returns a :class:`RunResult`.
 
     ``search`` takes any other setting of :class:`~seqeq.config.RunConfig` (``cells``, ``metric``,
-    ``epochs``, ``final_seeds``, ``device``, ``workers``, ``storage``, ``resume``, ``rotate``
-    ...). ``vectors`` names the x/y/z channel triplets that rotation augmentation turns.
+    ``epochs``, ``final_seeds``, ``device``, ``workers``, ``storage``, ``resume``, ``rotate``,
+    ``augment`` ...). ``vectors`` names the x/y/z channel triplets that rotation augmentation turns.
     """
     dc = DataConfig(path=str(path), test_path=None if test is None else str(test), fmt=fmt,
                     id_col=id_col, time_col=time_col, label_col=label_col, group_col=group_col,

@@ -124,6 +124,10 @@ TrialTimeout = Annotated[float | None, typer.Option(
 Rotate = Annotated[str, typer.Option(
     help="Training augmentation: turn x/y/z sensor channels by random rotations up to DEG "
     "degrees. auto: searched (0, 15, 30 or 45); a number fixes it; 0 turns it off.")]
+Augment = Annotated[str, typer.Option(
+    help="Training augmentation for any series: random scaling, smooth magnitude warping and "
+    "jitter of strength S (in units of a channel's standard deviation). auto: searched (0 or "
+    "0.1) when trials train on fewer than 1,000 series, else off; a number fixes it; 0: off.")]
 Vectors = Annotated[str, typer.Option(
     help="Which channels are x/y/z triplets of one device: auto (found from names like acc_x "
     "or T_xacc; a benchmark's own), none, or devices separated by ';', each a comma list of "
@@ -187,7 +191,8 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("storage", Storage, None), ("study_name", StudyName, None), ("workers", Workers, 1),
     ("resume", Resume, False), ("overwrite", Overwrite, False), ("quantize", Quantize, None),
     ("pruner", Pruner, "median"), ("trial_timeout", TrialTimeout, None),
-    ("rotate", Rotate, "auto"), ("vectors", Vectors, "auto"), ("quiet", Quiet, False),
+    ("rotate", Rotate, "auto"), ("augment", Augment, "auto"), ("vectors", Vectors, "auto"),
+    ("quiet", Quiet, False),
     ("as_json", AsJson, False),
 )
 

@@ -117,6 +117,11 @@ class SearchConfig:
     #: rotation augmentation of x/y/z channel triplets, in degrees (None: searched among
     #: ``seqeq.augment.ROTATE_CHOICES``; 0: off); data without triplets is never rotated
     rotate: float | None = None
+    #: random amplitude distortions while training (``seqeq.augment.warp_magnitudes``), their
+    #: strength in units of a channel's standard deviation; None (auto): searched between 0 and
+    #: ``augment.AUGMENT_STRENGTH`` where a trial trains on fewer than ``augment.AUGMENT_BELOW``
+    #: series, else off; 0: off
+    augment: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.budget_kb < math.inf:
@@ -146,6 +151,10 @@ class SearchConfig:
             raise SeqeqError(f"{opt('rotate', float(self.rotate))} is not an angle in 0..180 "
                              "degrees",
                              "Use auto, 0 (no rotation) or a maximum angle such as 30")
+        if self.augment is not None and not 0 <= self.augment <= 1:
+            raise SeqeqError(f"{opt('augment', float(self.augment))} is not a strength in 0..1",
+                             "Use auto, 0 (off) or a strength such as 0.1 (a tenth of a "
+                             "channel's standard deviation)")
         if self.cells is not None and not self.cells:
             raise SeqeqError(f"{opt('cells')} names no cell",
                              "Name at least one cell, e.g. gru,tinyrnn, or leave it out to search "
@@ -310,8 +319,18 @@ _PART_OF = {f.name: part for part, cls in _PARTS.items() for f in fields(cls)}
 
 
 def search_options(kw: dict) -> dict:
-    """Search settings given as text (the CLI's ``--cells gru,irnn`` and ``--rotate auto|DEG``)
-    as :class:`SearchConfig` values; other settings pass through."""
+    """Search settings given as text (the CLI's ``--cells gru,irnn``, ``--rotate auto|DEG`` and
+    ``--augment auto|S``) as :class:`SearchConfig` values; other settings pass through."""
+    aug = kw.get("augment")
+    if isinstance(aug, str):
+        if aug.strip().lower() == "auto":
+            kw = {**kw, "augment": None}
+        else:
+            try:
+                kw = {**kw, "augment": float(aug)}
+            except ValueError:
+                raise SeqeqError(f"{opt('augment')} {aug!r} is neither auto nor a strength",
+                                 "Use auto, 0 (off) or a strength such as 0.1") from None
     rot = kw.get("rotate")
     if isinstance(rot, str):  # the CLI's text: auto or an angle
         if rot.strip().lower() == "auto":

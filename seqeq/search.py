@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from .augment import ROTATE_CHOICES
+from .augment import AUGMENT_BELOW, AUGMENT_STRENGTH, ROTATE_CHOICES
 from .config import RunConfig
 from .datasets import SeqData
 from .errors import SeqeqError, opt
@@ -292,7 +292,8 @@ def train_config_of(trial: optuna.trial.FrozenTrial, device: str, seed: int,
     t = trial.user_attrs["train"]
     return TrainConfig(lr=t["lr"], batch_size=t["batch_size"], epochs=epochs or t["epochs"],
                        patience=0 if stop_epoch else t.get("patience", 0), device=device,
-                       seed=seed, stop_epoch=stop_epoch, rotate_deg=t.get("rotate_deg", 0.0))
+                       seed=seed, stop_epoch=stop_epoch, rotate_deg=t.get("rotate_deg", 0.0),
+                       augment=t.get("augment", 0.0))
 
 
 def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
@@ -314,6 +315,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
         batch_size = batch_for(n_fit, trial.suggest_categorical("batch_size", list(BATCH_SIZES)))
         rotate = _suggest_rotate(trial, cfg, ctx.train)
+        augment = _suggest_augment(trial, cfg, n_fit)
         # judged at the end of its schedule (what the final retrain delivers), a trial runs it
         # whole unless pruned; judged by its best epoch, it stops early after `patience`
         sc = cfg.search
@@ -332,7 +334,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         # "planned_epochs": the schedule before a time limit shortened it, which the final
         # retrain runs where its own time allows (run.final.final_schedule)
         settings = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "patience": patience,
-                    "rotate_deg": rotate, "planned_epochs": epochs}
+                    "rotate_deg": rotate, "augment": augment, "planned_epochs": epochs}
         trial.set_user_attr("train", settings)
         t0 = time.perf_counter()
         curve: list[float] = []
@@ -369,7 +371,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             model.set_normalisation(*tr.channel_stats())
             tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
                                device=ctx.device, seed=sc.seed + trial.number,
-                               max_seconds=share, rotate_deg=rotate,
+                               max_seconds=share, rotate_deg=rotate, augment=augment,
                                stop_epoch=None if k == 0 else epochs)
             fold_curve: list[float] = []
             fold_loss: list[float] = []
@@ -463,6 +465,19 @@ def _suggest_conv(trial: optuna.Trial, cell: str, d: int, C: int, cfg: RunConfig
             trial.set_user_attr("adjusted.conv", True)
             return 0
     return conv
+
+
+def _suggest_augment(trial: optuna.Trial, cfg: RunConfig, n_fit: int) -> float:
+    """The strength of the trial's amplitude distortions (``seqeq.augment.warp_magnitudes``):
+    ``--augment S`` when given; none for trials that train on :data:`~seqeq.augment.AUGMENT_BELOW`
+    series or more (on HAR-2's 7,000, scaling and jitter did not help); below, searched between
+    none and :data:`~seqeq.augment.AUGMENT_STRENGTH`: they helped the shape problems (OSULeaf,
+    ArrowHead) and hurt ACSF1, whose classes differ in amplitude."""
+    if cfg.search.augment is not None:
+        return float(cfg.search.augment)
+    if n_fit >= AUGMENT_BELOW:
+        return 0.0
+    return float(trial.suggest_categorical("augment", [0.0, AUGMENT_STRENGTH]))
 
 
 def _suggest_rotate(trial: optuna.Trial, cfg: RunConfig, train) -> float:

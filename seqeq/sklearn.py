@@ -137,7 +137,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     Parameters mirror ``seqeq fit``: ``budget_kb``, ``trials``, ``timeout``, ``cells``,
     ``metric``, ``epochs``, ``final_seeds``, ``ensemble``, ``rerank``, ``opening``, ``device``,
     ``random_state`` (the seed of splits, sampler and training), ``out``, ``rotate``
-    (``"auto"``, or a maximum angle in degrees). ``vectors`` says which channels are x/y/z
+    (``"auto"``, or a maximum angle in degrees), ``augment`` (``"auto"``, or the strength of the
+    amplitude distortions; 0: off). ``vectors`` says which channels are x/y/z
     triplets for the rotation augmentation, by index: one list per device of ``(x, y, z)``
     triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and gyroscope
     (default: none, arrays have no channel names).
@@ -148,7 +149,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                  final_seeds: int = 1, device: str = "auto", random_state: int = 0,
                  out: str | None = None, verbose: bool = False, rotate: str | float = "auto",
                  vectors=None, ensemble: int | None = None, rerank: int = 0,
-                 opening: bool = True):
+                 opening: bool = True, augment: str | float = "auto"):
         self.budget_kb = budget_kb
         self.trials = trials
         self.timeout = timeout
@@ -165,6 +166,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         self.ensemble = ensemble
         self.rerank = rerank
         self.opening = opening
+        self.augment = augment
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -211,7 +213,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                            seed=self._seed(), metric=self.metric, epochs=self.epochs,
                            final_seeds=self.final_seeds, ensemble=self.ensemble,
                            rerank=self.rerank, opening=self.opening, device=self.device,
-                           **search_options({"cells": self.cells, "rotate": self.rotate}))
+                           **search_options({"cells": self.cells, "rotate": self.rotate,
+                                             "augment": self.augment}))
         if self.out is not None:
             res = run_on(data, None, cfg, self.out, data_info={"kind": "array"},
                          quiet=not self.verbose, keep_model=True)

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .augment import rotate_vectors
+from .augment import rotate_vectors, warp_magnitudes
 from .datasets import SeqData
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "predict_logits", "score", "METRICS",
@@ -91,6 +91,8 @@ class TrainConfig:
     #: turn the training data's x/y/z channel triplets (``SeqData.vectors``) by random rotations
     #: of up to this many degrees, a fresh one per series and epoch (0: off; ``seqeq.augment``)
     rotate_deg: float = 0.0
+    #: random amplitude distortions of this strength (``seqeq.augment.warp_magnitudes``; 0: off)
+    augment: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:
@@ -99,6 +101,8 @@ class TrainConfig:
             raise ValueError(f"unknown schedule {self.schedule!r}")
         if not 0 <= self.rotate_deg <= 180:
             raise ValueError("rotate_deg must be in 0..180")
+        if not 0 <= self.augment <= 1:
+            raise ValueError("augment must be in 0..1")
 
 
 @dataclass
@@ -284,6 +288,8 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
             x, L, y = tr.batch(perm[i : i + cfg.batch_size])
             if rotate:
                 x = rotate_vectors(x, train.vectors, cfg.rotate_deg, aug_gen)
+            if cfg.augment > 0:
+                x = warp_magnitudes(x, L, model.mean, model.std, cfg.augment, aug_gen)
             loss = loss_fn(model(x, L), y)
             reg = getattr(model, "regularization", None)
             if reg is not None:

@@ -1,4 +1,5 @@
-"""Rotation augmentation of x/y/z sensor channels: the maths, the channel grouping, the wiring."""
+"""Augmentation: rotations of x/y/z sensor channels (the maths, the channel grouping, the wiring)
+and the amplitude distortions that suit any series."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from seqeq.augment import (
     parse_vectors,
     random_rotations,
     rotate_vectors,
+    warp_magnitudes,
 )
 from seqeq.config import RunConfig
 from seqeq.errors import SeqeqError
@@ -211,3 +213,110 @@ def test_sklearn_estimator_takes_vectors_by_index(tmp_path, walks):
     assert report["best"]["train"]["rotate_deg"] == 30
     with pytest.raises(SeqeqError, match="vectors="):
         SeqeqClassifier(vectors=[[(0, 1, 9)]], trials=1, epochs=1).fit(d.X, d.y)
+
+
+# ---- amplitude distortions ---------------------------------------------------------------------
+def test_warp_magnitudes_distorts_real_steps_around_the_mean_in_units_of_std():
+    gen = torch.Generator().manual_seed(0)
+    B, T = 400, 50
+    mean = torch.tensor([5.0, -100.0])
+    std = torch.tensor([1.0, 40.0])
+    x = mean + std * torch.randn(B, T, 2, generator=gen)
+    lengths = torch.randint(2, T + 1, (B,), generator=gen)
+    lengths[0] = T
+    x[torch.arange(T)[None, :] >= lengths[:, None]] = 0.0  # padding
+    out = warp_magnitudes(x, lengths, mean, std, 0.1, torch.Generator().manual_seed(1))
+    live = torch.arange(T)[None, :] < lengths[:, None]
+    assert torch.equal(out[~live], x[~live])  # padding untouched
+    # the same distortion in each channel's own units: relative change ~ strength, not offset
+    rel = ((out - x) / std)[live]
+    assert 0.05 < float(rel.std()) < 0.3
+    assert abs(float(((out - mean) / std)[live].mean())) < 0.1  # around the mean, not zero
+    # seeded, and off at strength 0
+    again = warp_magnitudes(x, lengths, mean, std, 0.1, torch.Generator().manual_seed(1))
+    assert torch.equal(out, again)
+    assert warp_magnitudes(x, lengths, mean, std, 0.0, gen) is x
+    # smooth: neighbouring steps of one series are scaled alike (no per-step gain noise)
+    z = torch.ones(1, 200, 1)
+    w = warp_magnitudes(z + 1, torch.tensor([200]), torch.zeros(1), torch.full((1,), 1e-9),
+                        0.2, torch.Generator().manual_seed(2))
+    assert float((w[0, 1:] - w[0, :-1]).abs().max()) < 0.05 < float((w - 2).abs().max())
+
+
+def test_augment_default_follows_the_data_size_and_can_be_fixed_or_refused():
+    import optuna
+
+    from seqeq.augment import AUGMENT_BELOW, AUGMENT_STRENGTH
+    from seqeq.search import _suggest_augment
+
+    def trial():
+        return optuna.create_study().ask()
+
+    auto = RunConfig.of()
+    t = trial()
+    assert _suggest_augment(t, auto, AUGMENT_BELOW - 1) in (0.0, AUGMENT_STRENGTH)
+    assert "augment" in t.params  # searched on small data
+    t = trial()
+    assert _suggest_augment(t, auto, AUGMENT_BELOW) == 0.0 and "augment" not in t.params
+    assert _suggest_augment(trial(), RunConfig.of(augment=0.0), 10) == 0.0
+    assert _suggest_augment(trial(), RunConfig.of(augment=0.3), 10_000) == 0.3
+    with pytest.raises(SeqeqError, match="augment=2 is not a strength"):
+        RunConfig.of(augment=2)
+    with pytest.raises(ValueError):
+        from seqeq.train import TrainConfig
+
+        TrainConfig(augment=-1)
+
+
+def test_the_search_and_the_final_model_train_with_the_amplitude_distortions(
+        tmp_path, walks, monkeypatch):
+    import seqeq.search  # noqa: F401  (bound to the real train_model before the spy)
+    import seqeq.train
+    from seqeq.api import run_on
+
+    used, calls = [], []
+    real = seqeq.train.train_model
+    real_warp = seqeq.train.warp_magnitudes
+
+    def spy(model, train, cfg, val=None, **kw):
+        used.append(cfg.augment)
+        return real(model, train, cfg, val=val, **kw)
+
+    def warp_spy(*a, **kw):
+        calls.append(a[4])
+        return real_warp(*a, **kw)
+
+    monkeypatch.setattr(seqeq.train, "train_model", spy)  # the final retrain
+    monkeypatch.setattr(seqeq.train, "warp_magnitudes", warp_spy)
+    cfg = RunConfig.of(budget_kb=3, trials=2, epochs=1, final_seeds=1, cells=("gru",),
+                       device="cpu", augment=0.2)
+    res = run_on(walks(n=60, T=10, seed=3), None, cfg, tmp_path / "r")
+    report = json.loads(open(res.report_json).read())
+    assert report["best"]["train"]["augment"] == 0.2 and used == [0.2]
+    assert all("augment" not in t["params"] for t in report["trials"])  # fixed: not searched
+    assert set(calls) == {0.2} and len(calls) > 2  # the trials and the final model distort
+
+
+def test_cli_takes_augment_auto_or_a_strength_and_refuses_others(tmp_path, walks):
+    from typer.testing import CliRunner
+
+    from seqeq.cli import app
+
+    d = walks(n=30, T=6, C=2)
+    import pandas as pd
+
+    rows = [{"series": i, "t": t, "c0": float(d.X[i, t, 0]), "c1": float(d.X[i, t, 1]),
+             "label": d.class_names[d.y[i]]} for i in range(d.n_series) for t in range(6)]
+    path = tmp_path / "d.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    for bad, msg in (("lots", "--augment 'lots' is neither auto nor a strength"),
+                     ("3", "--augment 3 is not a strength")):
+        r = CliRunner().invoke(app, ["fit", str(path), "--trials", "1", "--epochs", "1",
+                                     "--out", str(tmp_path / "o"), "--augment", bad])
+        assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["fit", str(path), "--trials", "1", "--epochs", "1",
+                                 "--final-seeds", "1", "--out", str(tmp_path / "o"),
+                                 "--augment", "0", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["best"]["train"]["augment"] == 0

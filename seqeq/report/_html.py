@@ -305,6 +305,7 @@ def _model(r: dict) -> str:
     b, ex = r.get("best") or {}, r.get("export") or {}
     spec, tr = b.get("spec") or {}, b.get("train") or {}
     rot = float(tr.get("rotate_deg") or 0)
+    aug = float(tr.get("augment") or 0)
     kv = _kv([
         ("cell", f"<b>{_e(spec.get('cell'))}</b> (trial #{_e(b.get('trial'))})"
                  + (f", an ensemble of {_e(spec['members'])} such models averaging their "
@@ -314,6 +315,8 @@ def _model(r: dict) -> str:
         ("training", f"lr {_score(tr.get('lr'), 5)}, batch size {_e(tr.get('batch_size'))}, "
                      + (f"x/y/z channels turned by random rotations up to {rot:g}°, "
                         if rot else "")
+                     + (f"random scaling, magnitude warping and jitter of strength {aug:g}, "
+                        if aug else "")
                      + (f"best validation score at epoch {_e(b.get('epochs'))} of its trial "
                         "(not retrained: interrupted)" if r.get("final") is None
                         and r.get("interrupted") else
