@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .config import DataConfig, RunConfig, search_options
-from .errors import SeqeqError
+from .errors import SeqeqError, opt
 from .run import (
     GRADIENT_WINDOW,
     RunResult,
@@ -60,11 +60,16 @@ def bench(name: str, *, budget_kb: float = 20.0, trials: int = 20, timeout: floa
 
 
 def export(out_path: str | Path, run_dir: str | Path | None = None,
-           quantize: str | None = None, target: str | None = None) -> dict:
+           quantize: str | None = None, target: str | None = None,
+           streaming: bool = False) -> dict:
     """Export the best model of ``run_dir`` (the latest run if omitted) to ``out_path``, as the
-    export target ``target`` names or ``out_path``'s suffix chooses (``.onnx``)."""
+    export target ``target`` names or ``out_path``'s suffix chooses (``.onnx``);
+    ``streaming=True``: the one-step model (target ``onnx-streaming``,
+    :mod:`seqeq.export.streaming`)."""
     from .export.targets import target_for
     from .run.rundir import model_origin
+
+    target = streaming_target(target, streaming)
 
     target_for(out_path, target)  # an unknown target fails before any run is looked up
     run_dir = Path(run_dir) if run_dir is not None else latest_run()
@@ -73,6 +78,16 @@ def export(out_path: str | Path, run_dir: str | Path | None = None,
                          "Pass the directory of a finished `seqeq fit`/`bench` run")
     info = export_model(run_dir / "model", out_path, quantize=quantize, target=target)
     return {**info, "run_dir": str(run_dir), **model_origin(run_dir)}
+
+
+def streaming_target(target: str | None, streaming: bool) -> str | None:
+    """The export target that ``target`` and ``streaming`` name together."""
+    if not streaming:
+        return target
+    if target not in (None, "onnx-streaming"):
+        raise SeqeqError(f"{opt('streaming')} writes the onnx-streaming target, not {target!r}",
+                         f"Leave out {opt('target')}, or {opt('streaming')}")
+    return "onnx-streaming"
 
 
 def predict(model_path: str | Path, data: str | Path, *, proba: bool = False,

@@ -300,6 +300,9 @@ def export(
     quantize: Quantize = None,
     target: Annotated[str | None, typer.Option(
         help="Export target (default: chosen by OUT_PATH's suffix; onnx for .onnx).")] = None,
+    streaming: Annotated[bool, typer.Option(
+        help="Write one time step (x_t and state in; state_next, logits, probabilities out), "
+        "a graph without Loop for runtimes and converters that have none.")] = False,
 ):
     """Export the best model of a run to ONNX (or another registered export target).
 
@@ -309,17 +312,20 @@ def export(
     from .export.targets import target_for
 
     with _user_errors():
+        target = api.streaming_target(target, streaming)
         chosen = target_for(out_path, target)  # the option, else the output's suffix
         if out_path.is_dir():
             raise SeqeqError(f"{out_path} is a directory",
-                             f"Name the output file *{chosen.suffixes[0]}")
+                             f"Name the output file *{(chosen.suffixes or ('.onnx',))[0]}")
         info = api.export(out_path, run_dir=run, quantize=quantize, target=target)
         what = (f"trial {info['trial']}'s model from the search of {info['run_dir']}, not "
                 "retrained or tested: that run was interrupted (the same command plus --resume "
                 "finishes it)" if info["origin"] == "search"
                 else f"the final model of {info['run_dir']}")
-        typer.echo(f"wrote {out_path} ({info.get('file_bytes', 0) / 1024:.1f} KiB): {what}",
-                   err=True)
+        step = (f", one time step with a state of {info['state_size']} floats"
+                if "state_size" in info else "")
+        typer.echo(f"wrote {out_path} ({info.get('file_bytes', 0) / 1024:.1f} KiB{step}): "
+                   f"{what}", err=True)
 
 
 @app.command()

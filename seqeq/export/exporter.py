@@ -628,21 +628,7 @@ def build_onnx_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
                                   name="seqeq/softmax", axis=-1))
 
     # ---- weights-only int8: DequantizeLinear in front of everything
-    deq: list[onnx.NodeProto] = []
-    if quantize == "int8":
-        for name in list(b.inits):
-            qt = plan.get(name)
-            if qt is None:
-                continue
-            del b.inits[name]
-            qn, sn = f"{name}.int8", f"{name}.scale"
-            b.add_init(qn, numpy_helper.from_array(qt.q, qn))
-            b.add_init(sn, numpy_helper.from_array(qt.scale, sn))
-            attrs = {} if qt.axis is None else {"axis": qt.axis}
-            deq.append(helper.make_node("DequantizeLinear", [qn, sn], [name],
-                                        name=f"dequantize/{name}", **attrs))
-
-    nodes = deq + _fold_constants(nodes, opset)
+    nodes = _int8_weights(b, plan) + _fold_constants(nodes, opset)
     C = model.head.out_features
     graph = helper.make_graph(
         nodes, "seqeq",
@@ -651,6 +637,31 @@ def build_onnx_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
         [helper.make_tensor_value_info(F.OUTPUT_LOGITS, TensorProto.FLOAT, ["batch", C]),
          helper.make_tensor_value_info(F.OUTPUT_PROBABILITIES, TensorProto.FLOAT, ["batch", C])],
         initializer=list(b.inits.values()))
+    return _finish(graph, opset)
+
+
+def _int8_weights(b: _Builder, plan: dict[str, QuantizedTensor | None]) -> list[onnx.NodeProto]:
+    """Replace every weight of ``plan`` among ``b``'s initializers by its int8 values and
+    float32 scales; returns the ``DequantizeLinear`` nodes that give the float weight back under
+    its own name (to go in front of everything that reads it)."""
+    deq: list[onnx.NodeProto] = []
+    for name in list(b.inits):
+        qt = plan.get(name)
+        if qt is None:
+            continue
+        del b.inits[name]
+        qn, sn = f"{name}.int8", f"{name}.scale"
+        b.add_init(qn, numpy_helper.from_array(qt.q, qn))
+        b.add_init(sn, numpy_helper.from_array(qt.scale, sn))
+        attrs = {} if qt.axis is None else {"axis": qt.axis}
+        deq.append(helper.make_node("DequantizeLinear", [qn, sn], [name],
+                                    name=f"dequantize/{name}", **attrs))
+    return deq
+
+
+def _finish(graph: onnx.GraphProto, opset: int) -> onnx.ModelProto:
+    """The graph simplified (identities, repeated expressions, dead nodes, duplicate weights),
+    integer tables narrowed, names shortened, as a model of ``opset``."""
     _elide_identities(graph)
     _cse(graph)
     _prune(graph)
@@ -661,10 +672,9 @@ def build_onnx_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
     del graph.node[:]
     graph.node.extend(nodes)
     _compact_names(graph)
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", int(opset))],
-                          producer_name="seqeq", producer_version=__version__,
-                          ir_version=_IR_FOR_OPSET[int(opset)])
-    return m
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", int(opset))],
+                             producer_name="seqeq", producer_version=__version__,
+                             ir_version=_IR_FOR_OPSET[int(opset)])
 
 
 def _weight_bytes(model: nn.Module, quantize: str | None) -> tuple[int, int]:

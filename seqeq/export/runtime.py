@@ -62,10 +62,15 @@ class OnnxClassifier:
                              "Re-export the model with `seqeq export`") from None
         props = self._session.get_modelmeta().custom_metadata_map
         fmt = props.get(F.KEY_FORMAT)
-        if fmt != F.FORMAT:
+        if fmt not in (F.FORMAT, F.FORMAT_STREAMING):
             raise SeqeqError(f"{self.path} is not a seqeq ONNX model (format {fmt!r}, expected "
                              f"{F.FORMAT!r})", "Export it with `seqeq export`")
+        #: a one-step model (``seqeq export --streaming``), run here sample by sample
+        self.streaming = fmt == F.FORMAT_STREAMING
         try:
+            if self.streaming:
+                self._initial_state = np.asarray(json.loads(props[F.KEY_INITIAL_STATE]),
+                                                 dtype=np.float32)
             self.class_names: list[str] = list(json.loads(props[F.KEY_CLASS_NAMES]))
             self.channel_names: list[str] = list(json.loads(props[F.KEY_CHANNEL_NAMES]))
             #: the model spec as a dict (``ModelSpec.to_dict()``; build it with ModelSpec.from_dict)
@@ -146,11 +151,25 @@ class OnnxClassifier:
             ln = lengths[i:i + self.batch_size]
             xb = self._batch(X, ln, i)
             try:
-                res = self._session.run([output], {F.INPUT_X: xb, F.INPUT_LENGTHS: ln})[0]
+                res = (self._stream(xb, ln, output) if self.streaming else
+                       self._session.run([output], {F.INPUT_X: xb, F.INPUT_LENGTHS: ln})[0])
             except Exception as e:  # e.g. a cell with per-timestep weights given longer series
                 raise SeqeqError(f"the model cannot run on series of length {xb.shape[1]} "
                                  f"({type(e).__name__}: {e})") from None
             out[i:i + len(ln)] = res
+        return out
+
+    def _stream(self, xb: np.ndarray, lengths: np.ndarray, output: str) -> np.ndarray:
+        """A streaming model's ``output`` after each series' own last sample."""
+        state = np.tile(self._initial_state, (len(lengths), 1))
+        out = None
+        for t in range(xb.shape[1]):
+            state, res = self._session.run([F.OUTPUT_STATE, output],
+                                           {F.INPUT_X_T: np.ascontiguousarray(xb[:, t]),
+                                            F.INPUT_STATE: state})
+            out = np.empty_like(res) if out is None else out
+            done = lengths == t + 1
+            out[done] = res[done]
         return out
 
     def predict_logits(self, X, lengths=None, *, channel_names=None) -> np.ndarray:

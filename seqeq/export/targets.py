@@ -72,7 +72,19 @@ def _write_onnx(model, spec, path, *, class_names, channel_names, quantize=None)
                        quantize=quantize)
 
 
+def _write_streaming(model, spec, path, *, class_names, channel_names, quantize=None) -> dict:
+    from .streaming import export_streaming_onnx
+
+    return export_streaming_onnx(model, spec, path, class_names=class_names,
+                                 channel_names=channel_names, quantize=quantize)
+
+
 register_target(ExportTarget(
     "onnx", (".onnx",), "the whole series in one ONNX graph (a Loop over time); inputs x "
     "(batch, time, channels) and lengths (batch,), outputs logits and probabilities",
     _write_onnx))
+register_target(ExportTarget(
+    "onnx-streaming", (), "one time step in a Loop-free ONNX graph (for tract, ONNX-to-C and "
+    "ONNX-to-TFLite converters, and sample-by-sample use); inputs x_t (batch, channels) and state "
+    "(batch, S), outputs state_next, logits and probabilities; chosen by --streaming",
+    _write_streaming))

@@ -1,0 +1,280 @@
+"""The streaming model: one time step of a trained classifier as a Loop-free ONNX graph.
+
+``best.onnx`` runs a whole series in one ``Loop``; runtimes without ``Loop`` (tract, ONNX-to-C
+and ONNX-to-TFLite converters) and devices that read a sensor one sample at a time want one step::
+
+    state = initial_state                       # metadata "seqeq.initial_state", shape (S,)
+    for x_t in samples:                         # raw, unnormalised (B, C)
+        state, logits, probabilities = step(x_t, state)
+
+After the t-th sample, ``logits`` equal ``best.onnx``'s on the series' first t samples (every
+front end included), so the label can be read at any time, not only at a window's end.
+
+The state is one float32 vector per series, laid out as (:func:`state_layout`):
+
+* ``h`` -- the cell's state (``cell.state_size``);
+* ``window`` -- with a convolution front end, the last ``CONV_KERNEL - 1`` inputs it read,
+  oldest first (zeros at the start: the convolution is causal with zero padding);
+* ``block_sum``, ``block_count`` -- with a pooling front end, the sum of the normalised samples
+  of the block being filled and how many it holds. The recurrence steps once per full block; until
+  a block is full its logits come from a step on the partial block's mean (what the whole-series
+  model does with a series that ends there), which is not kept.
+
+The graph is traced from :class:`Streaming`, written in terms of the model's own pieces
+(normalisation, front end, ``cell.prepare``, ``cell.step``, ``cell.readout``, head), so any
+registered cell streams without code of its own. A cell whose time-parallel features depend on
+the step's position (per-timestep step sizes, ``n_timesteps``) cannot and is refused.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper
+from torch import nn
+
+from .. import __version__
+from .._io import atomic_write_bytes
+from ..errors import SeqeqError
+from ..models import CONV_KERNEL
+from . import _format as F
+from .exporter import (
+    DEFAULT_OPSET,
+    _Builder,
+    _check_inputs,
+    _finish,
+    _h0_row,
+    _int8_weights,
+    _trace,
+    _weight_bytes,
+    count_nodes,
+)
+from .quantize import quantization_plan, quantize_model_weights
+
+__all__ = ["Streaming", "state_layout", "build_streaming_model", "export_streaming_onnx"]
+
+_TRACE_BATCH = 2
+
+
+def state_layout(model: nn.Module) -> dict[str, tuple[int, int]]:
+    """``{part: (start, stop)}`` of the streaming state vector (see the module docstring)."""
+    out, o = {}, 0
+    parts = [("h", model.cell.state_size)]
+    if model.front is not None:
+        parts.append(("window", (CONV_KERNEL - 1) * model.input_size))
+    if model.pool > 1:
+        parts += [("block_sum", model.input_size), ("block_count", 1)]
+    for name, n in parts:
+        out[name] = (o, o + n)
+        o += n
+    return out
+
+
+def initial_state(model: nn.Module) -> np.ndarray:
+    """The state before the first sample, ``(S,)`` float32: the cell's ``h_0``, zeros elsewhere."""
+    lay = state_layout(model)
+    s = np.zeros(max(b for _, b in lay.values()), np.float32)
+    a, b = lay["h"]
+    s[a:b] = _h0_row(model.cell)[0]
+    return s
+
+
+class Streaming(nn.Module):
+    """``(x_t (B, C) raw, state (B, S)) -> (state_next, logits, probabilities)``, one sample of
+    ``model`` (a :class:`~seqeq.models.SequenceClassifier`); see the module docstring."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.layout = state_layout(model)
+
+    def forward(self, x_t: torch.Tensor, state: torch.Tensor):
+        m, lay = self.model, self.layout
+        B, d = x_t.shape
+        a, b = lay["h"]
+        h = state[:, a:b]
+        z = m.normalise(x_t)
+        parts_next = []
+        if m.pool > 1:
+            a, b = lay["block_sum"]
+            c = lay["block_count"][0]
+            total = state[:, a:b] + z
+            count = state[:, c:c + 1] + 1
+            v = total / count  # the mean of the block so far
+            full = count >= m.pool  # (B, 1): this sample ends a block
+        else:
+            v = z
+        if m.front is not None:
+            a, b = lay["window"]
+            window = state[:, a:b].reshape(B, CONV_KERNEL - 1, d)
+            seen = torch.cat([window, v[:, None]], dim=1)  # (B, K, d), oldest first
+            f = torch.relu(m.front(seen.transpose(1, 2)))[:, :, 0]
+        else:
+            f = v
+        h_new = m.cell.step(m.cell.prepare(f[:, None])[:, 0], h)
+        logits = m.head(m.cell.readout(h_new))
+        if m.pool > 1:
+            keep = full.expand_as(h_new)
+            parts_next.append(torch.where(keep, h_new, h))
+        else:
+            parts_next.append(h_new)
+        if m.front is not None:
+            shifted = seen[:, 1:].reshape(B, -1)
+            parts_next.append(torch.where(full.expand_as(shifted), shifted, window.reshape(B, -1))
+                              if m.pool > 1 else shifted)
+        if m.pool > 1:
+            parts_next.append(torch.where(full.expand_as(total), torch.zeros_like(total), total))
+            parts_next.append(torch.where(full, torch.zeros_like(count), count))
+        return torch.cat(parts_next, dim=1), logits, torch.softmax(logits, dim=-1)
+
+
+def _check_position_free(model: nn.Module) -> None:
+    """Refuse a cell whose ``prepare`` gives a step's features by its position in the series:
+    one step at a time it would always read step 0's."""
+    cell = model.cell
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 4, model.cell.input_size, generator=g)
+    with torch.no_grad():
+        try:
+            whole = cell.prepare(x)
+        except ValueError:
+            whole = None
+        ok = whole is not None and all(
+            torch.allclose(whole[:, t], cell.prepare(x[:, t:t + 1])[:, 0], atol=1e-6)
+            for t in range(x.shape[1]))
+    if not ok:
+        raise SeqeqError(f"the {cell.name!r} cell's features depend on the step's position in "
+                         "the series (per-timestep step sizes, n_timesteps), so it cannot run one "
+                         "step at a time",
+                         "Export the whole-series model (best.onnx) instead, or search without "
+                         "n_timesteps")
+
+
+def build_streaming_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
+                          quantize: str | None = None, backend: str = "auto") -> onnx.ModelProto:
+    """The ONNX graph of one step of ``model`` (no metadata); see the module docstring."""
+    model = copy.deepcopy(model).float().cpu().eval()
+    _check_position_free(model)
+    plan = {}
+    if quantize == "int8":
+        plan = quantization_plan(model)
+        model = quantize_model_weights(model)
+    wrapper = Streaming(model)
+    S = max(b for _, b in wrapper.layout.values())
+    g = torch.Generator().manual_seed(0)
+    x_ex = model.mean + model.std * torch.randn(_TRACE_BATCH, model.input_size, generator=g)
+    s_ex = torch.as_tensor(initial_state(model)).expand(_TRACE_BATCH, S).contiguous()
+    traced = _trace(wrapper, (x_ex, s_ex), [F.INPUT_X_T, F.INPUT_STATE],
+                    [F.OUTPUT_STATE, F.OUTPUT_LOGITS, F.OUTPUT_PROBABILITIES],
+                    {F.INPUT_X_T: {0: "batch"}, F.INPUT_STATE: {0: "batch"},
+                     F.OUTPUT_STATE: {0: "batch"}, F.OUTPUT_LOGITS: {0: "batch"},
+                     F.OUTPUT_PROBABILITIES: {0: "batch"}}, opset, backend)
+    names = set(model.state_dict(keep_vars=True).keys())
+    names.update(n for n, _ in model.named_parameters(remove_duplicate=False))
+    b = _Builder(names)
+    io_names = {n: n for n in (F.INPUT_X_T, F.INPUT_STATE, F.OUTPUT_STATE, F.OUTPUT_LOGITS,
+                               F.OUTPUT_PROBABILITIES)}
+    nodes = b.import_graph(traced.graph, "step/", io_names)
+    nodes = _int8_weights(b, plan) + nodes
+    C = model.head.out_features
+    graph = helper.make_graph(
+        nodes, "seqeq_streaming",
+        [helper.make_tensor_value_info(F.INPUT_X_T, TensorProto.FLOAT,
+                                       ["batch", model.input_size]),
+         helper.make_tensor_value_info(F.INPUT_STATE, TensorProto.FLOAT, ["batch", S])],
+        [helper.make_tensor_value_info(F.OUTPUT_STATE, TensorProto.FLOAT, ["batch", S]),
+         helper.make_tensor_value_info(F.OUTPUT_LOGITS, TensorProto.FLOAT, ["batch", C]),
+         helper.make_tensor_value_info(F.OUTPUT_PROBABILITIES, TensorProto.FLOAT, ["batch", C])],
+        initializer=list(b.inits.values()))
+    m = _finish(graph, opset)
+    bad = {n.op_type for n in m.graph.node} & {"Loop", "Scan", "If"}
+    if bad:  # pragma: no cover - a cell's step that branches on data would land here
+        raise SeqeqError(f"the {model.cell.name!r} cell's step traced to control flow "
+                         f"({', '.join(sorted(bad))})", "Export the whole-series model instead")
+    return m
+
+
+def _verify(data: bytes, model: nn.Module, quantize: str | None) -> float | None:
+    """Max |logit| difference between the streamed file in onnxruntime and the whole-series torch
+    model on every prefix of a random batch."""
+    try:
+        import onnxruntime as ort
+    except ImportError:  # pragma: no cover - onnxruntime is a dependency
+        return None
+    ref = quantize_model_weights(model) if quantize == "int8" else model
+    ref = copy.deepcopy(ref).float().cpu().eval()
+    T = 2 * ref.pool + 3
+    g = torch.Generator().manual_seed(1)
+    x = ref.mean + ref.std * torch.randn(3, T, ref.input_size, generator=g)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = 1
+    sess = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    state = np.tile(initial_state(ref), (3, 1))
+    worst = 0.0
+    with torch.no_grad():
+        for t in range(T):
+            state, logits = sess.run([F.OUTPUT_STATE, F.OUTPUT_LOGITS],
+                                     {F.INPUT_X_T: x[:, t].numpy(), F.INPUT_STATE: state})
+            want = ref(x[:, : t + 1]).numpy()
+            worst = max(worst, float(np.abs(logits - want).max()))
+    return worst
+
+
+def export_streaming_onnx(model: nn.Module, spec, path: str | Path, *, class_names,
+                          channel_names, quantize: str | None = None,
+                          metadata: dict[str, Any] | None = None, opset: int = DEFAULT_OPSET,
+                          verify: bool = True, backend: str = "auto") -> dict[str, Any]:
+    """Write one step of ``model`` as a Loop-free ONNX file (see the module docstring).
+
+    Inputs ``x_t`` float32 (batch, channels) raw and ``state`` float32 (batch, S); outputs
+    ``state_next``, ``logits`` and ``probabilities``. The metadata is ``best.onnx``'s plus
+    ``seqeq.streaming`` (the state's layout and size) and ``seqeq.initial_state``.
+    Returns the same keys as :func:`~seqeq.export.export_onnx` plus ``state_size``.
+    """
+    class_names, channel_names = _check_inputs(model, spec, class_names, channel_names,
+                                               quantize, opset)
+    try:
+        meta_json = json.dumps(metadata or {}, sort_keys=True)
+    except TypeError as e:
+        raise SeqeqError(f"export metadata is not JSON-serialisable ({e})") from None
+    m = build_streaming_model(model, opset=opset, quantize=quantize, backend=backend)
+    ref = model.float().cpu()
+    layout = state_layout(ref)
+    S = max(b for _, b in layout.values())
+    helper.set_model_props(m, {
+        F.KEY_FORMAT: F.FORMAT_STREAMING,
+        F.KEY_VERSION: __version__,
+        F.KEY_SPEC: json.dumps(spec.to_dict(), sort_keys=True),
+        F.KEY_CLASS_NAMES: json.dumps(class_names),
+        F.KEY_CHANNEL_NAMES: json.dumps(channel_names),
+        F.KEY_QUANTIZE: quantize or "none",
+        F.KEY_METADATA: meta_json,
+        F.KEY_STREAMING: json.dumps({"state_size": S, "layout": layout,
+                                     "pool": int(ref.pool)}, sort_keys=True),
+        F.KEY_INITIAL_STATE: json.dumps([float(v) for v in initial_state(ref)]),
+    })
+    m.doc_string = (f"seqeq {__version__} {spec.cell} classifier, one time step: x_t float32 "
+                    f"(batch, {len(channel_names)}) raw + state float32 (batch, {S}) -> "
+                    f"state_next, logits, probabilities (batch, {len(class_names)}); start "
+                    "from the metadata's seqeq.initial_state")
+    onnx.checker.check_model(m, full_check=True)
+    data = m.SerializeToString()
+    atomic_write_bytes(path, data)
+    weight_bytes, n_params = _weight_bytes(model, quantize)
+    return {
+        "path": str(path),
+        "file_bytes": len(data),
+        "weight_bytes": weight_bytes,
+        "param_count": n_params,
+        "opset": int(opset),
+        "quantize": quantize or "none",
+        "num_nodes": count_nodes(m.graph),
+        "state_size": S,
+        "max_abs_error": _verify(data, model, quantize) if verify else None,
+    }
