@@ -339,7 +339,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         t0 = time.perf_counter()
         curve: list[float] = []
         losses: list[float] = []
-        reported = [0]
+        reported, pruner_step = [0], [0]
 
         def on_epoch(epoch: int, rec: dict) -> None:
             """The first fold's epochs: recorded, and reported to the pruner (every trial's
@@ -358,10 +358,13 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             trial.set_user_attr("val_curve", curve)
             trial.set_user_attr("epochs_run", epoch)
             trial.set_user_attr("seconds", time.perf_counter() - t0)
-            if len(folds) == 1:
-                trial.report(v, step)
-            else:  # a fold's score, reported where it weighs as a share of the trial's
-                trial.report(v, max(1, step // len(folds)))
+            # with folds, the first fold's score is reported where it weighs as a share of the
+            # trial's, once per pruner step (optuna warns about, and ignores, a step reported twice)
+            pstep = step if len(folds) == 1 else max(1, step // len(folds))
+            if pstep <= pruner_step[0]:
+                return
+            pruner_step[0] = pstep
+            trial.report(v, pstep)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned at epoch {epoch} of {epochs}")
 
