@@ -13,8 +13,10 @@ is scaled per channel, multiplied by a smooth random curve through a few knots, 
 little noise, all in units of the channel's standard deviation. They help where data is scarce
 (``benchmarks/RESULTS.md``, "Amplitude augmentation": OSULeaf GRU 57.9 -> 66.4 %, ArrowHead
 58.3 -> 65.7 %) and, like rotations' cousins scaling and jitter on HAR-2, not on 7,000 series,
-so the search tries them (on or off, a searched choice) below ``AUGMENT_BELOW`` training series:
-on ACSF1, whose appliances differ in power, they cost 5 points.
+and on ACSF1, whose appliances differ in power, they cost 5 points. Searched on or off (``--augment
+auto``, below ``AUGMENT_BELOW`` training series) they did not lift the development suite (median
+ratio 0.928 -> 0.883 in one run per problem, worst 0.582 -> 0.648), so they are off unless asked
+for (``--augment 0.1``).
 
 Which channels form a vector, and which vectors share one device (and so one rotation), is
 described by ``SeqData.vectors``: a tuple of *bodies*, each a tuple of channel-index triplets

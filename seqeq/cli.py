@@ -126,8 +126,8 @@ Rotate = Annotated[str, typer.Option(
     "degrees. auto: searched (0, 15, 30 or 45); a number fixes it; 0 turns it off.")]
 Augment = Annotated[str, typer.Option(
     help="Training augmentation for any series: random scaling, smooth magnitude warping and "
-    "jitter of strength S (in units of a channel's standard deviation). auto: searched (0 or "
-    "0.1) when trials train on fewer than 1,000 series, else off; a number fixes it; 0: off.")]
+    "jitter of strength S (in units of a channel's standard deviation), e.g. 0.1; 0 (default): "
+    "off; auto: searched (0 or 0.1) when trials train on fewer than 1,000 series.")]
 Vectors = Annotated[str, typer.Option(
     help="Which channels are x/y/z triplets of one device: auto (found from names like acc_x "
     "or T_xacc; a benchmark's own), none, or devices separated by ';', each a comma list of "
@@ -191,7 +191,7 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("storage", Storage, None), ("study_name", StudyName, None), ("workers", Workers, 1),
     ("resume", Resume, False), ("overwrite", Overwrite, False), ("quantize", Quantize, None),
     ("pruner", Pruner, "median"), ("trial_timeout", TrialTimeout, None),
-    ("rotate", Rotate, "auto"), ("augment", Augment, "auto"), ("vectors", Vectors, "auto"),
+    ("rotate", Rotate, "auto"), ("augment", Augment, "0"), ("vectors", Vectors, "auto"),
     ("quiet", Quiet, False),
     ("as_json", AsJson, False),
 )

@@ -118,10 +118,11 @@ class SearchConfig:
     #: ``seqeq.augment.ROTATE_CHOICES``; 0: off); data without triplets is never rotated
     rotate: float | None = None
     #: random amplitude distortions while training (``seqeq.augment.warp_magnitudes``), their
-    #: strength in units of a channel's standard deviation; None (auto): searched between 0 and
-    #: ``augment.AUGMENT_STRENGTH`` where a trial trains on fewer than ``augment.AUGMENT_BELOW``
-    #: series, else off; 0: off
-    augment: float | None = None
+    #: strength in units of a channel's standard deviation; 0 (the default): off; None (auto):
+    #: searched between 0 and ``augment.AUGMENT_STRENGTH`` where a trial trains on fewer than
+    #: ``augment.AUGMENT_BELOW`` series. Off by default: on the development suite the searched
+    #: choice moved the median ratio from 0.928 to 0.883 (benchmarks/RESULTS.md)
+    augment: float | None = 0.0
 
     def __post_init__(self) -> None:
         if not 0 < self.budget_kb < math.inf:

@@ -137,10 +137,10 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     Parameters mirror ``seqeq fit``: ``budget_kb``, ``trials``, ``timeout``, ``cells``,
     ``metric``, ``epochs``, ``final_seeds``, ``ensemble``, ``rerank``, ``opening``, ``device``,
     ``random_state`` (the seed of splits, sampler and training), ``out``, ``rotate``
-    (``"auto"``, or a maximum angle in degrees), ``augment`` (``"auto"``, or the strength of the
-    amplitude distortions; 0: off). ``vectors`` says which channels are x/y/z
-    triplets for the rotation augmentation, by index: one list per device of ``(x, y, z)``
-    triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and gyroscope
+    (``"auto"``, or a maximum angle in degrees), ``augment`` (the strength of the amplitude
+    distortions, 0: off, the default; ``"auto"``: searched). ``vectors`` says which channels
+    are x/y/z triplets for the rotation augmentation, by index: one list per device of
+    ``(x, y, z)`` triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and gyroscope
     (default: none, arrays have no channel names).
     """
 
@@ -149,7 +149,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                  final_seeds: int = 1, device: str = "auto", random_state: int = 0,
                  out: str | None = None, verbose: bool = False, rotate: str | float = "auto",
                  vectors=None, ensemble: int | None = None, rerank: int = 0,
-                 opening: bool = True, augment: str | float = "auto"):
+                 opening: bool = True, augment: str | float = 0.0):
         self.budget_kb = budget_kb
         self.trials = trials
         self.timeout = timeout

@@ -252,7 +252,8 @@ def test_augment_default_follows_the_data_size_and_can_be_fixed_or_refused():
     def trial():
         return optuna.create_study().ask()
 
-    auto = RunConfig.of()
+    assert RunConfig.of().search.augment == 0.0  # off by default
+    auto = RunConfig.of(augment=None)
     t = trial()
     assert _suggest_augment(t, auto, AUGMENT_BELOW - 1) in (0.0, AUGMENT_STRENGTH)
     assert "augment" in t.params  # searched on small data
@@ -316,7 +317,8 @@ def test_cli_takes_augment_auto_or_a_strength_and_refuses_others(tmp_path, walks
         assert r.exit_code != 0 and msg in r.output and "Traceback" not in r.output
     r = CliRunner().invoke(app, ["fit", str(path), "--trials", "1", "--epochs", "1",
                                  "--final-seeds", "1", "--out", str(tmp_path / "o"),
-                                 "--augment", "0", "--json"])
+                                 "--augment", "auto", "--json"])
     assert r.exit_code == 0, r.output
     report = json.loads((tmp_path / "o" / "report.json").read_text())
-    assert report["best"]["train"]["augment"] == 0
+    assert report["best"]["train"]["augment"] in (0, 0.1)
+    assert all("augment" in t["params"] for t in report["trials"])  # searched
