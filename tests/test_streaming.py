@@ -238,3 +238,31 @@ def test_the_runtime_predicts_with_a_streaming_file_as_with_the_whole_series_one
     assert s.streaming and not w.streaming
     assert np.abs(s.predict_proba(X, L) - w.predict_proba(X, L)).max() <= TOL
     assert list(s.predict(X, L)) == list(w.predict(X, L))
+
+
+def _configs():
+    from seqeq.cells import get_cell_class
+
+    return [(n, hp) for n in CELLS for hp in get_cell_class(n).example_hparams()]
+
+
+@pytest.mark.parametrize("cell,hp", _configs(), ids=[f"{n}-{i}" for n, hps in
+                         [(n, [h for c, h in _configs() if c == n]) for n in CELLS]
+                         for i, _ in enumerate(hps)])
+def test_every_example_configuration_streams_or_is_refused(cell, hp, tmp_path):
+    """Every weight kind, K and L the cells test with; TARNN's code variant reads the previous
+    input in its time-parallel part (kept in the state); per-timestep step sizes are refused."""
+    spec = ModelSpec(cell, 3, 8, 4, cell_kwargs=hp)
+    model = _perturbed(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]))
+    names = dict(class_names=list("abcd"), channel_names=list("xyz"))
+    if hp.get("n_timesteps"):
+        with pytest.raises(SeqeqError, match="depend on the step's position"):
+            export_streaming_onnx(model, spec, tmp_path / "s.onnx", **names)
+        return
+    export_streaming_onnx(model, spec, tmp_path / "s.onnx", **names)
+    export_onnx(model, spec, tmp_path / "w.onnx", **names)
+    rng = np.random.default_rng(5)
+    X = (np.array([1.0, -2, 3]) + rng.normal(size=(10, 9, 3)) * [0.5, 2, 3]).astype(np.float32)
+    L = np.array([1, 2, 3, 9, 9, 5, 4, 7, 8, 6])
+    got, want = stream(tmp_path / "s.onnx", X, L), whole(tmp_path / "w.onnx", X, L)
+    assert np.abs(got - want).max() <= TOL * max(1.0, float(np.abs(want).max()))

@@ -15,6 +15,10 @@ The state is one float32 vector per series, laid out as (:func:`state_layout`):
 * ``h`` -- the cell's state (``cell.state_size``);
 * ``window`` -- with a convolution front end, the last ``CONV_KERNEL - 1`` inputs it read,
   oldest first (zeros at the start: the convolution is causal with zero padding);
+* ``lookback``, ``seen`` -- for a cell whose time-parallel features read earlier steps too (the
+  code variant of TARNN reads ``x_{t-1}``), the last inputs it read and whether it has read any
+  (before the first, the series' first input stands in for the earlier ones, as in the
+  whole-series model);
 * ``block_sum``, ``block_count`` -- with a pooling front end, the sum of the normalised samples
   of the block being filled and how many it holds. The recurrence steps once per full block; until
   a block is full its logits come from a step on the partial block's mean (what the whole-series
@@ -22,8 +26,9 @@ The state is one float32 vector per series, laid out as (:func:`state_layout`):
 
 The graph is traced from :class:`Streaming`, written in terms of the model's own pieces
 (normalisation, front end, ``cell.prepare``, ``cell.step``, ``cell.readout``, head), so any
-registered cell streams without code of its own. A cell whose time-parallel features depend on
-the step's position (per-timestep step sizes, ``n_timesteps``) cannot and is refused.
+registered cell streams without code of its own. How far back a cell's ``prepare`` reads is
+measured, not declared (:func:`lookback`); a cell whose features depend on the step's position
+(per-timestep step sizes, ``n_timesteps``) cannot stream and is refused.
 """
 
 from __future__ import annotations
@@ -60,6 +65,48 @@ from .quantize import quantization_plan, quantize_model_weights
 __all__ = ["Streaming", "state_layout", "build_streaming_model", "export_streaming_onnx"]
 
 _TRACE_BATCH = 2
+#: the furthest back (in steps, the current one included) a cell's ``prepare`` may read
+MAX_LOOKBACK = 8
+
+
+def _cell_width(model: nn.Module) -> int:
+    """Features per step that the cell reads (the front end's filters, or the channels)."""
+    with torch.no_grad():
+        x = model.mean + torch.zeros(1, 2 * model.pool, model.input_size)
+        return int(model.inputs(x)[0].shape[-1])
+
+
+def lookback(model: nn.Module) -> int:
+    """How many steps (the current one included) the cell's ``prepare`` reads: the smallest R
+    for which ``prepare`` of the last R inputs (the first input repeated before the series'
+    start) gives each step's features, checked on random inputs; a cell that no R serves (its
+    features depend on the step's position) is refused."""
+    cell = model.cell
+    g = torch.Generator().manual_seed(3)
+    T = MAX_LOOKBACK + 3
+    x = torch.randn(2, T, _cell_width(model), generator=g)
+    with torch.no_grad():
+        try:
+            whole = cell.prepare(x)
+        except ValueError:  # per-timestep weights for fewer steps than T
+            whole = None
+        for R in range(1, MAX_LOOKBACK + 1):
+            if whole is None:
+                break
+            ok = True
+            for t in range(T):
+                w = x[:, max(0, t - R + 1): t + 1]
+                w = torch.cat([w[:, :1].expand(2, R - w.shape[1], w.shape[2]), w], dim=1)
+                if not torch.allclose(cell.prepare(w)[:, -1], whole[:, t], atol=1e-6):
+                    ok = False
+                    break
+            if ok:
+                return R
+    raise SeqeqError(f"the {cell.name!r} cell's features depend on the step's position in "
+                     "the series (per-timestep step sizes, n_timesteps), so it cannot run one "
+                     "step at a time",
+                     "Export the whole-series model (best.onnx) instead, or search without "
+                     "n_timesteps")
 
 
 def state_layout(model: nn.Module) -> dict[str, tuple[int, int]]:
@@ -68,6 +115,9 @@ def state_layout(model: nn.Module) -> dict[str, tuple[int, int]]:
     parts = [("h", model.cell.state_size)]
     if model.front is not None:
         parts.append(("window", (CONV_KERNEL - 1) * model.input_size))
+    R = lookback(model)
+    if R > 1:
+        parts += [("lookback", (R - 1) * _cell_width(model)), ("seen", 1)]
     if model.pool > 1:
         parts += [("block_sum", model.input_size), ("block_count", 1)]
     for name, n in parts:
@@ -93,6 +143,7 @@ class Streaming(nn.Module):
         super().__init__()
         self.model = model
         self.layout = state_layout(model)
+        self.lookback = lookback(model)
 
     def forward(self, x_t: torch.Tensor, state: torch.Tensor):
         m, lay = self.model, self.layout
@@ -117,50 +168,41 @@ class Streaming(nn.Module):
             f = torch.relu(m.front(seen.transpose(1, 2)))[:, :, 0]
         else:
             f = v
-        h_new = m.cell.step(m.cell.prepare(f[:, None])[:, 0], h)
-        logits = m.head(m.cell.readout(h_new))
-        if m.pool > 1:
-            keep = full.expand_as(h_new)
-            parts_next.append(torch.where(keep, h_new, h))
+        R = self.lookback
+        if R > 1:  # the cell's features read the R - 1 inputs before this one too
+            a, b = lay["lookback"]
+            past = state[:, a:b].reshape(B, R - 1, f.shape[1])
+            s = lay["seen"][0]
+            first = (state[:, s:s + 1] < 0.5)[:, :, None]  # nothing read yet: repeat this one
+            past = torch.where(first.expand_as(past), f[:, None].expand_as(past), past)
+            run = torch.cat([past, f[:, None]], dim=1)
+            u = m.cell.prepare(run)[:, -1]
         else:
-            parts_next.append(h_new)
+            u = m.cell.prepare(f[:, None])[:, 0]
+        h_new = m.cell.step(u, h)
+        logits = m.head(m.cell.readout(h_new))
+
+        def kept(new, old):  # with pooling, what a full block commits; else the new value
+            return torch.where(full.expand_as(new), new, old) if m.pool > 1 else new
+
+        parts_next.append(kept(h_new, h))
         if m.front is not None:
-            shifted = seen[:, 1:].reshape(B, -1)
-            parts_next.append(torch.where(full.expand_as(shifted), shifted, window.reshape(B, -1))
-                              if m.pool > 1 else shifted)
+            parts_next.append(kept(seen[:, 1:].reshape(B, -1), window.reshape(B, -1)))
+        if R > 1:
+            parts_next.append(kept(run[:, 1:].reshape(B, -1), state[:, a:b]))
+            one = torch.ones_like(state[:, s:s + 1])
+            parts_next.append(kept(one, state[:, s:s + 1]))
         if m.pool > 1:
             parts_next.append(torch.where(full.expand_as(total), torch.zeros_like(total), total))
             parts_next.append(torch.where(full, torch.zeros_like(count), count))
         return torch.cat(parts_next, dim=1), logits, torch.softmax(logits, dim=-1)
 
 
-def _check_position_free(model: nn.Module) -> None:
-    """Refuse a cell whose ``prepare`` gives a step's features by its position in the series:
-    one step at a time it would always read step 0's."""
-    cell = model.cell
-    g = torch.Generator().manual_seed(3)
-    x = torch.randn(2, 4, model.cell.input_size, generator=g)
-    with torch.no_grad():
-        try:
-            whole = cell.prepare(x)
-        except ValueError:
-            whole = None
-        ok = whole is not None and all(
-            torch.allclose(whole[:, t], cell.prepare(x[:, t:t + 1])[:, 0], atol=1e-6)
-            for t in range(x.shape[1]))
-    if not ok:
-        raise SeqeqError(f"the {cell.name!r} cell's features depend on the step's position in "
-                         "the series (per-timestep step sizes, n_timesteps), so it cannot run one "
-                         "step at a time",
-                         "Export the whole-series model (best.onnx) instead, or search without "
-                         "n_timesteps")
-
-
 def build_streaming_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
                           quantize: str | None = None, backend: str = "auto") -> onnx.ModelProto:
     """The ONNX graph of one step of ``model`` (no metadata); see the module docstring."""
     model = copy.deepcopy(model).float().cpu().eval()
-    _check_position_free(model)
+    lookback(model)  # a cell that cannot stream is refused before anything is traced
     plan = {}
     if quantize == "int8":
         plan = quantization_plan(model)
