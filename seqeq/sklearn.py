@@ -140,8 +140,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     (``"auto"``, or a maximum angle in degrees), ``augment`` (the strength of the amplitude
     distortions, 0: off, the default; ``"auto"``: searched). ``vectors`` says which channels
     are x/y/z triplets for the rotation augmentation, by index: one list per device of
-    ``(x, y, z)`` triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and gyroscope
-    (default: none, arrays have no channel names).
+    ``(x, y, z)`` triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and
+    gyroscope (default: none, arrays have no channel names).
     """
 
     def __init__(self, budget_kb: float = 20.0, trials: int = 10, timeout: float | None = None,

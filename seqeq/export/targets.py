@@ -88,3 +88,16 @@ register_target(ExportTarget(
     "ONNX-to-TFLite converters, and sample-by-sample use); inputs x_t (batch, channels) and state "
     "(batch, S), outputs state_next, logits and probabilities; chosen by --streaming",
     _write_streaming))
+
+
+def _write_c(model, spec, path, *, class_names, channel_names, quantize=None) -> dict:
+    from .c_source import export_c
+
+    return export_c(model, spec, path, class_names=class_names, channel_names=channel_names,
+                    quantize=quantize)
+
+
+register_target(ExportTarget(
+    "c", (".c",), "C99 source for microcontrollers (NAME.c and NAME.h): one call per raw sample "
+    "on a caller-owned state, no dynamic allocation, weights in flash (int8 with per-row scales "
+    "for --quantize int8)", _write_c))
