@@ -75,6 +75,9 @@ def _write_onnx(model, spec, path, *, class_names, channel_names, quantize=None)
 def _write_streaming(model, spec, path, *, class_names, channel_names, quantize=None) -> dict:
     from .streaming import export_streaming_onnx
 
+    if not str(path).lower().endswith(".onnx"):
+        raise SeqeqError(f"the streaming model is an ONNX file; {path} does not end in .onnx",
+                         "Name the output file *.onnx")
     return export_streaming_onnx(model, spec, path, class_names=class_names,
                                  channel_names=channel_names, quantize=quantize)
 
