@@ -76,6 +76,7 @@ class _T:
     shape: tuple[int, ...]
     kind: str  # "buf" (a local array), "const", "input", "dq" (int8 weights), "view"
     c: str = ""  # the array's C name
+    key: str = ""  # buf: its name in the first pass (what its last read is recorded under)
     scale: str = ""  # dq: the scales' C name
     #: dq: element i's scale is scale[(i / inner) % rows] (rows None: one scale); a reshape
     #: keeps the flat layout, so it keeps these too
@@ -91,13 +92,23 @@ class _T:
 
 
 class _Compiler:
-    def __init__(self, m: onnx.ModelProto, values: dict[str, np.ndarray]):
+    def __init__(self, m: onnx.ModelProto, values: dict[str, np.ndarray],
+                 last_use: dict[str, int] | None = None):
         self.m, self.values = m, values
+        #: first pass (None): where each intermediate is last read is recorded; second pass:
+        #: intermediates share two arenas (float, byte), each freed after its last read
+        self.last_use = last_use
+        self.reads: dict[str, int] = {}
+        self.at = 0  # the node being compiled
+        self.arenas = {"float": [0, []], "unsigned char": [0, []]}  # high water, free (off, n)
         self.t: dict[str, _T] = {}
         self.consts: dict[str, np.ndarray] = {}  # C name -> data, emitted when read
         self.used: dict[str, None] = {}
         self.body: list[str] = []
         self.buffers: list[tuple[str, str, int]] = []
+        #: multiply-accumulates of one step: products in MatMul, Gemm and Conv, and element-wise
+        #: products with a weight (diagonal maps)
+        self.macs = 0
         self._n = 0
 
     # ---- naming and reading ------------------------------------------------------------------
@@ -113,6 +124,8 @@ class _Compiler:
     def read(self, name: str, idx: str) -> str:
         """C expression for element ``idx`` (a flat index expression) of tensor ``name``."""
         t = self.t[name]
+        if t.kind == "buf":
+            self.reads[t.key] = self.at
         if t.kind in ("buf", "input"):
             return f"{t.c}[{idx}]"
         if t.kind == "const":
@@ -142,11 +155,42 @@ class _Compiler:
         return self.read(t.src, " + ".join(terms) or "0")
 
     def buffer(self, name: str, shape, dtype: str = "float") -> str:
-        c = self.fresh("t")
-        size = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
-        self.buffers.append((dtype, c, max(size, 1)))
-        self.t[name] = _T(tuple(int(d) for d in shape), "buf", c, dtype=dtype)
+        key = self.fresh("t")
+        size = max(1, int(np.prod(shape, dtype=np.int64)) if len(shape) else 1)
+        self.reads[key] = self.at
+        if self.last_use is None:
+            c = key
+            self.buffers.append((dtype, c, size))
+        else:  # first fit in the arena of its type
+            arena = "float" if dtype == "float" else "unsigned char"
+            high, free = self.arenas[arena]
+            spot = next((k for k, (o, n) in enumerate(free) if n >= size), None)
+            if spot is None:
+                off = high
+                self.arenas[arena][0] = high + size
+            else:
+                off, n = free.pop(spot)
+                if n > size:
+                    free.insert(spot, (off + size, n - size))
+            self.live[key] = (arena, off, size)
+            c = f"({'scratch' if arena == 'float' else 'flags'} + {off})"
+        self.t[name] = _T(tuple(int(d) for d in shape), "buf", c, key=key, dtype=dtype)
         return c
+
+    def release(self) -> None:
+        """Second pass: give back the storage of every intermediate last read at this node."""
+        for key in [k for k in self.live if self.last_use.get(k, -1) <= self.at]:
+            arena, off, size = self.live.pop(key)
+            free = self.arenas[arena][1]
+            free.append((off, size))
+            free.sort()
+            merged: list[tuple[int, int]] = []
+            for o, n in free:
+                if merged and merged[-1][0] + merged[-1][1] == o:
+                    merged[-1] = (merged[-1][0], merged[-1][1] + n)
+                else:
+                    merged.append((o, n))
+            self.arenas[arena][1] = merged
 
     def value(self, name: str) -> np.ndarray:
         """The value of a constant (weights, shapes, index tables) or the run's value of a
@@ -181,8 +225,13 @@ class _Compiler:
         for i, vi in enumerate(g.input):
             shape = tuple(d.dim_value for d in vi.type.tensor_type.shape.dim)
             self.t[vi.name] = _T(shape, "input", ("x_t", "state_in")[i])
-        for node in g.node:
+        self.live: dict[str, tuple[str, int, int]] = {}
+        for k, node in enumerate(g.node):
+            self.at = k
             self.node(node)
+            if self.last_use is not None:
+                self.release()
+        self.at = len(g.node)  # the outputs are read after every node
 
     def node(self, node: onnx.NodeProto) -> None:
         op, ins, outs = node.op_type, list(node.input), list(node.output)
@@ -278,6 +327,8 @@ class _Compiler:
         if op == "Where":
             dtype = self.t[ins[1]].dtype
         operands = ins[:1] if op == "Expand" else ins
+        if op == "Mul" and any(self.t[i].kind in ("const", "dq") for i in ins):
+            self.macs += int(np.prod(shape, dtype=np.int64))
         c = self.buffer(out, shape, dtype)
         opening, closing, ind = self.loops(shape)
         args = [self.read(i, self.index(self.t[i].shape, shape)) for i in operands]
@@ -289,6 +340,7 @@ class _Compiler:
         a, b = self.t[ins[0]], self.t[ins[1]]
         K = a.shape[-1]
         c = self.buffer(outs[0], shape)
+        self.macs += int(np.prod(shape, dtype=np.int64)) * K
         r = len(shape)
         a_shape = (1,) * (r - len(a.shape)) + a.shape
         b_shape = (1,) * (r - len(b.shape)) + b.shape
@@ -315,6 +367,7 @@ class _Compiler:
         K = a.shape[0] if ta else a.shape[1]
         M, N = shape
         c = self.buffer(outs[0], shape)
+        self.macs += M * N * K
         ai = f"k * {a.shape[1]} + i0" if ta else f"i0 * {a.shape[1]} + k"
         bi = f"i1 * {b.shape[1]} + k" if tb else f"k * {b.shape[1]} + i1"
         lines = [f"for (i0 = 0; i0 < {M}; ++i0) {{", f"    for (i1 = 0; i1 < {N}; ++i1) {{",
@@ -342,6 +395,7 @@ class _Compiler:
         opg = cout // group
         c = self.buffer(outs[0], shape)
         lout = shape[2]
+        self.macs += cout * lout * cpg * k
         bias = self.read(ins[2], "o") if len(ins) > 2 and ins[2] else "0.0f"
         lines = [f"for (o = 0; o < {cout}; ++o) {{", f"    for (p = 0; p < {lout}; ++p) {{",
                  f"        float acc = {bias};", f"        for (ci = 0; ci < {cpg}; ++ci) {{",
@@ -510,7 +564,8 @@ def _exposed(m: onnx.ModelProto) -> onnx.ModelProto:
 def compile_step_graph(step: onnx.ModelProto, fn: str) -> tuple[str, str, dict[str, int]]:
     """C for the one-step graph ``step``: (definitions of its constants, the function
     ``static void {fn}(const float *x_t, const float *state_in, float *state_out,
-    float *logits, float *probabilities)``, sizes in bytes: ``weights``, ``scratch``)."""
+    float *logits, float *probabilities)``, ``{"weights", "scratch"}`` in bytes and ``macs``,
+    the multiply-accumulates of one step)."""
     import onnxruntime as ort
 
     exposed = _exposed(step)
@@ -523,14 +578,17 @@ def compile_step_graph(step: onnx.ModelProto, fn: str) -> tuple[str, str, dict[s
     names = [o.name for o in sess.get_outputs()]
     feeds = {F.INPUT_X_T: np.zeros((1, C), np.float32), F.INPUT_STATE: np.zeros((1, S), np.float32)}
     values = dict(zip(names, sess.run(names, feeds), strict=True))
-    comp = _Compiler(exposed, values)
-    comp.run()
     outputs = {F.OUTPUT_STATE: "state_out", F.OUTPUT_LOGITS: "logits",
                F.OUTPUT_PROBABILITIES: "probabilities"}
-    tail = []
-    for name, c in outputs.items():
-        t = comp.t[name]
-        tail += [f"    for (n = 0; n < {t.size}; ++n) {c}[n] = {comp.read(name, 'n')};"]
+    last_use = None
+    for _ in range(2):  # the first pass finds each intermediate's last read
+        comp = _Compiler(exposed, values, last_use)
+        comp.run()
+        tail = []
+        for name, c in outputs.items():
+            t = comp.t[name]
+            tail += [f"    for (n = 0; n < {t.size}; ++n) {c}[n] = {comp.read(name, 'n')};"]
+        last_use = comp.reads
     consts, weight_bytes = [], 0
     for cname in comp.used:
         arr = np.asarray(comp.consts[cname])
@@ -546,12 +604,15 @@ def compile_step_graph(step: onnx.ModelProto, fn: str) -> tuple[str, str, dict[s
         lines = [", ".join(vals[i:i + 8]) for i in range(0, len(vals), 8)] or ["0"]
         consts.append(f"static const {ctype} {cname}[{max(arr.size, 1)}] = {{\n    "
                       + ",\n    ".join(lines) + "\n};")
-    scratch = sum(n * (1 if d == "unsigned char" else 4) for d, _, n in comp.buffers)
-    decls = [f"    {d} {c}[{n}];" for d, c, n in comp.buffers]
+    n_float, n_flag = comp.arenas["float"][0], comp.arenas["unsigned char"][0]
+    scratch = 4 * n_float + n_flag
+    decls = ([f"    float scratch[{n_float}];"] if n_float else []) + (
+        [f"    unsigned char flags[{n_flag}];"] if n_flag else [])
     func = ([f"static void {fn}(const float *x_t, const float *state_in, float *state_out,",
              f"{' ' * (13 + len(fn))}float *logits, float *probabilities)", "{"]
             + decls + ["    int n;"] + comp.body + tail + ["}"])
-    return "\n".join(consts), "\n".join(func), {"weights": weight_bytes, "scratch": scratch}
+    return "\n".join(consts), "\n".join(func), {"weights": weight_bytes, "scratch": scratch,
+                                                  "macs": comp.macs}
 
 
 def _float(v: float) -> str:
@@ -619,6 +680,8 @@ def export_c(model, spec, path: str | Path, *, class_names, channel_names,
 #define {P}_WEIGHT_BYTES {sizes["weights"]}
 #define {P}_STATE_BYTES {state_bytes}
 #define {P}_SCRATCH_BYTES {sizes["scratch"]}
+/* multiply-accumulates per sample */
+#define {P}_MACS_PER_STEP {sizes["macs"]}
 
 /* one stream's state: the recurrence and front ends, and the latest outputs */
 typedef struct {{
@@ -714,4 +777,5 @@ int {prefix}_classify(const float *x, int length, float *logits)
     return {"path": str(path), "header": str(header_path), "file_bytes": len(source),
             "weight_bytes": sizes["weights"], "scratch_bytes": sizes["scratch"],
             "state_bytes": state_bytes, "state_size": S, "quantize": quantize or "none",
+            "macs_per_step": sizes["macs"],
             "prefix": prefix}
