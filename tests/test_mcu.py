@@ -1,0 +1,91 @@
+"""The C export on an emulated Cortex-M4F (QEMU mps2-an386): same predictions as the host, and
+the flash, RAM and instruction figures. Skips, saying what to install, without the Arm
+cross toolchain or QEMU."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from seqeq.export import export_onnx, mcu
+from seqeq.export.c_source import export_c
+from seqeq.models import ModelSpec, build_model
+
+
+def _need(*names):
+    tc = mcu.toolchain()
+    gone = [n for n in names if tc[n] is None]
+    if gone:
+        pytest.skip(f"needs {' and '.join(gone)} (Debian: gcc-arm-none-eabi "
+                    "libnewlib-arm-none-eabi qemu-system-arm)")
+
+
+def _model(spec, mean, std, seed=0):
+    model = build_model(spec, seed=seed)
+    g = torch.Generator().manual_seed(seed + 100)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.mul_(1 + 0.2 * torch.randn(p.shape, generator=g))
+    model.set_normalisation(mean, std)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def vowels(staged):
+    from seqeq.datasets import load_benchmark
+
+    staged("ucr_uea/JapaneseVowels.npz")
+    return load_benchmark("ucr:JapaneseVowels")
+
+
+@pytest.mark.parametrize("cell,hp,quantize", [
+    ("gru", {}, None), ("tarnn", {"K": 2, "variant": "code"}, "int8"), ("dirnn", {}, "int8"),
+    ("fastgrnn", {"u_kind": "permdiag", "w_kind": "permdiag", "seed": 2}, None),
+])
+def test_the_firmware_on_the_emulated_m4_predicts_as_the_host(cell, hp, quantize, vowels,
+                                                             tmp_path):
+    _need("gcc", "qemu")
+    tr, te = vowels
+    spec = ModelSpec(cell, tr.n_channels, 12, tr.n_classes, cell_kwargs=hp)
+    model = _model(spec, *tr.channel_stats())
+    names = dict(class_names=tr.class_names, channel_names=tr.channel_names, quantize=quantize)
+    export_c(model, spec, tmp_path / "m.c", **names)
+    export_onnx(model, spec, tmp_path / "m.onnx", **names)
+    X, L = te.X[:8], te.lengths[:8]
+    (tmp_path / "fw").mkdir()
+    elf = mcu.build_firmware(tmp_path / "m.c", X, L, tmp_path / "fw")
+    got, _ = mcu.run_firmware(elf, tr.n_classes, timeout=120)
+    want = ort.InferenceSession(str(tmp_path / "m.onnx")).run(
+        ["logits"], {"x": X.astype(np.float32), "lengths": L.astype(np.int64)})[0]
+    assert got.shape == want.shape
+    assert np.array_equal(got.argmax(1), want.argmax(1))
+    assert np.abs(got - want).max() <= 1e-4 * max(1.0, float(np.abs(want).max()))
+
+
+def test_flash_ram_and_instructions_per_step_are_measured(tmp_path):
+    _need("gcc", "size", "qemu")
+    spec = ModelSpec("gru", 3, 16, 4)
+    model = _model(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]))
+    info = export_c(model, spec, tmp_path / "g.c", class_names=list("abcd"),
+                    channel_names=list("xyz"), quantize="int8")
+    fr = mcu.measure_flash_ram(tmp_path / "g.c")
+    assert fr["available"] and fr["flash_bytes"] > info["weight_bytes"]
+    assert fr["static_ram_bytes"] == 0  # the state is the caller's; scratch is on the stack
+    assert fr["stack_bytes"] >= info["scratch_bytes"]
+    x = np.random.default_rng(0).normal(size=(24, 3)).astype(np.float32)
+    a = mcu.instructions_per_step(tmp_path / "g.c", x, 4)
+    b = mcu.instructions_per_step(tmp_path / "g.c", x, 4)
+    assert a["available"] and a == b  # counted, so the same every time
+    # at least one instruction per multiply-accumulate, and not absurdly more
+    assert info["macs_per_step"] < a["instructions_per_step"] < 100 * info["macs_per_step"]
+
+
+def test_missing_toolchain_is_said_not_raised(monkeypatch, tmp_path):
+    monkeypatch.setattr(mcu, "toolchain", lambda: {"gcc": None, "size": None, "qemu": None})
+    (tmp_path / "m.c").write_text("void m_reset(void *s) { (void)s; }\n")
+    r = mcu.measure_flash_ram(tmp_path / "m.c")
+    assert r == {"available": False, "why": r["why"]} and "gcc-arm-none-eabi" in r["why"]
+    r = mcu.instructions_per_step(tmp_path / "m.c", np.zeros((5, 1), np.float32), 2)
+    assert not r["available"] and "qemu-system-arm" in r["why"]
