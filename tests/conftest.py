@@ -51,6 +51,17 @@ def _short_default_effort(request, monkeypatch):
     monkeypatch.setattr(seqeq.search, "CV_BELOW", 0)
 
 
+@pytest.fixture(autouse=True)
+def _no_deployment_figures(request, monkeypatch):
+    """A run measures its model's microcontroller figures (a C export, a cross-compilation, two
+    emulator runs: seconds); tests of runs skip that unless marked ``deployment``."""
+    if request.node.get_closest_marker("deployment"):
+        return
+    import seqeq.export.mcu
+
+    monkeypatch.setattr(seqeq.export.mcu, "DEPLOYMENT_FIGURES", False)
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     return _default_data_dir()

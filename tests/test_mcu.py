@@ -89,3 +89,33 @@ def test_missing_toolchain_is_said_not_raised(monkeypatch, tmp_path):
     assert r == {"available": False, "why": r["why"]} and "gcc-arm-none-eabi" in r["why"]
     r = mcu.instructions_per_step(tmp_path / "m.c", np.zeros((5, 1), np.float32), 2)
     assert not r["available"] and "qemu-system-arm" in r["why"]
+
+
+@pytest.mark.deployment
+def test_a_run_reports_its_models_deployment_figures(tmp_path, walks):
+    import json
+
+    import jsonschema
+
+    from seqeq.api import run_on
+    from seqeq.config import RunConfig
+    from seqeq.report import SCHEMA_PATH
+
+    cfg = RunConfig.of(budget_kb=3, trials=1, epochs=1, final_seeds=1, cells=("gru",),
+                       device="cpu", quantize="int8")
+    res = run_on(walks(n=40, T=16, seed=1), None, cfg, tmp_path / "r")
+    report = json.loads(open(res.report_json).read())
+    jsonschema.validate(report, json.loads(SCHEMA_PATH.read_text()),
+                        cls=jsonschema.Draft202012Validator)
+    dep = report["deployment"]
+    assert dep["quantize"] == "int8" and dep["macs_per_step"] > 0
+    assert dep["ram_bytes"] >= dep["state_bytes"] > 0
+    html = open(res.report_html).read()
+    assert 'id="deployment"' in html and "multiply-accumulates per sample" in html
+    tc = mcu.toolchain()
+    if tc["gcc"] and tc["size"] and tc["qemu"]:
+        assert dep["flash_bytes"] > dep["weight_bytes"] and dep["instructions_per_step"] > 0
+        assert dep["ms_per_window"] == pytest.approx(
+            dep["instructions_per_step"] * 16 / (mcu.CLOCK_MHZ * 1e3), rel=1e-3)
+    else:
+        assert dep["flash_bytes"] is None and dep["unmeasured"]

@@ -30,7 +30,11 @@ from typing import Any
 import numpy as np
 
 __all__ = ["toolchain", "CFLAGS", "measure_flash_ram", "build_firmware", "run_firmware",
-           "instructions_per_step", "CLOCK_MHZ"]
+           "instructions_per_step", "deployment", "CLOCK_MHZ", "DEPLOYMENT_FIGURES"]
+
+#: a run's report measures its exported model's deployment figures (off in most tests: each
+#: costs a C export, a cross-compilation and two emulator runs, a few seconds)
+DEPLOYMENT_FIGURES = True
 
 CFLAGS = ["-Os", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=fpv4-sp-d16",
           "-std=c99", "-ffunction-sections", "-fdata-sections"]
@@ -252,3 +256,45 @@ def instructions_per_step(c_path: str | Path, x: np.ndarray, n_classes: int,
             "method": "QEMU 'mps2-an386' -singlestep -d exec,nochain: one log line per executed "
                       f"instruction; windows of {short} and {T} samples, difference / {T - short}",
             "clock_mhz": CLOCK_MHZ, "us_per_step_at_clock": round(per_step / CLOCK_MHZ, 2)}
+
+
+def deployment(model, spec, *, class_names, channel_names, quantize: str | None,
+               series: np.ndarray, window_steps: int) -> dict[str, Any]:
+    """The deployment figures of ``model`` exported to C (see the module docstring): what the
+    export itself knows (weights, state and scratch bytes, multiply-accumulates per sample), and
+    where the Arm toolchain and QEMU are present, the measured flash, stack and instructions per
+    sample on the Cortex-M4F; ``series (T, C)`` is a real series to count on, ``window_steps``
+    the samples of a typical window (the latency estimate)."""
+    from .c_source import export_c
+
+    out: dict[str, Any] = {"target": "Arm Cortex-M4F (-mcpu=cortex-m4 -mfloat-abi=hard)",
+                           "quantize": quantize or "none", "clock_mhz": CLOCK_MHZ,
+                           "window_steps": int(window_steps)}
+    with tempfile.TemporaryDirectory() as tmp:
+        c_path = Path(tmp) / "model.c"
+        info = export_c(model, spec, c_path, class_names=class_names,
+                        channel_names=channel_names, quantize=quantize)
+        out.update({k: info[k] for k in ("weight_bytes", "state_bytes", "scratch_bytes",
+                                         "macs_per_step", "state_size")})
+        fr = measure_flash_ram(c_path)
+        if fr["available"]:
+            out.update({"flash_bytes": fr["flash_bytes"], "stack_bytes": fr["stack_bytes"],
+                        "static_ram_bytes": fr["static_ram_bytes"],
+                        "ram_bytes": info["state_bytes"] + fr["stack_bytes"]
+                        + fr["static_ram_bytes"]})
+        else:
+            out.update({"flash_bytes": None, "stack_bytes": None,
+                        "ram_bytes": info["state_bytes"] + info["scratch_bytes"],
+                        "unmeasured": fr["why"]})
+        pool = int(getattr(model, "pool", 1))
+        x = np.asarray(series, np.float32)[: 6 * pool]
+        ins = (instructions_per_step(c_path, x, len(class_names), short=2 * pool)
+               if len(x) > 2 * pool else {"available": False, "why": "the series is too short"})
+        if ins["available"]:
+            per = ins["instructions_per_step"]
+            out.update({"instructions_per_step": per, "instructions_method": ins["method"],
+                        "ms_per_window": round(per * window_steps / (CLOCK_MHZ * 1e3), 3)})
+        else:
+            out.update({"instructions_per_step": None, "ms_per_window": None})
+            out.setdefault("unmeasured", ins["why"])
+    return out

@@ -17,7 +17,7 @@ __all__ = ["render_html", "SECTION_IDS"]
 
 #: the ids of the page's sections, in order: the fixed sections, every registered plot
 #: (``_plots.PLOTS``; a plot section appears when there is data to plot), the trials table
-SECTION_IDS = ("summary", "data", "search", "model", "final", *PLOTS, "trials")
+SECTION_IDS = ("summary", "data", "search", "model", "final", "deployment", *PLOTS, "trials")
 
 _CSS = """
 :root{--fg:#1b1f24;--muted:#5b6570;--line:#d8dee4;--bg2:#f5f7f9;--accent:#0b5cad}
@@ -444,6 +444,42 @@ def _trials(r: dict) -> str:
             f'<tbody>{"".join(rows)}</tbody></table></div></section>')
 
 
+def _deployment(r: dict) -> str:
+    dep = r.get("deployment")
+    head = '<section id="deployment"><h2>Deployment</h2>'
+    if not dep:
+        return (head + '<p class="note">Not measured for this run (`seqeq export model.c` '
+                "writes the C source; see README, Deployment).</p></section>")
+    if "error" in dep:
+        return head + f'<p class="note">Not measured: {_e(dep["error"])}</p></section>'
+
+    def nbytes(v):
+        return f"{v:,} B ({v / 1024:.2f} KiB)" if is_num(v) else "—"
+
+    ins = dep.get("instructions_per_step")
+    kv = _kv([
+        ("target", _e(dep.get("target"))),
+        ("weights", _e(dep.get("quantize"))),
+        ("flash (code + weights)", nbytes(dep.get("flash_bytes"))
+         if dep.get("flash_bytes") is not None
+         else f"weights {nbytes(dep.get('weight_bytes'))} (code not measured)"),
+        ("RAM", f"{nbytes(dep.get('ram_bytes'))}: state {nbytes(dep.get('state_bytes'))} + "
+                + (f"stack of a step {nbytes(dep.get('stack_bytes'))} (incl. scratch "
+                   f"{nbytes(dep.get('scratch_bytes'))})" if dep.get("stack_bytes") is not None
+                   else f"scratch {nbytes(dep.get('scratch_bytes'))}")),
+        ("multiply-accumulates per sample", f"{dep.get('macs_per_step'):,}"
+         if is_num(dep.get("macs_per_step")) else "—"),
+        ("instructions per sample", f"{ins:,.0f}" if is_num(ins) else "—"),
+        ("latency per window", f"{dep['ms_per_window']:.2f} ms for {dep.get('window_steps')} "
+         f"samples at {dep.get('clock_mhz')} MHz, one instruction per cycle"
+         if is_num(dep.get("ms_per_window")) else None),
+    ])
+    how = dep.get("instructions_method") or dep.get("unmeasured") or ""
+    return (head + kv + f'<p class="cap">The exported model as C (`seqeq export model.c'
+            f'{" --quantize int8" if dep.get("quantize") == "int8" else ""}`), cross-compiled '
+            f"for the Cortex-M4F with -Os. Instructions: {_e(how)}.</p></section>")
+
+
 def render_html(report: dict) -> str:
     """The whole page for ``report`` (a report dict or the content of ``report.json``)."""
     r = report if "derived" in report else finalise(report)
@@ -452,13 +488,14 @@ def render_html(report: dict) -> str:
     plots = [_plot_section(n, r) for n in PLOTS]
     nav = "".join(f'<a href="#{i}">{_e(t)}</a>' for i, t in (
         ("summary", "Summary"), ("data", "Data"), ("search", "Search"), ("model", "Model"),
-        ("final", "Final models"), (next(iter(PLOTS)), "Plots"), ("trials", "Trials")))
+        ("final", "Final models"), ("deployment", "Deployment"), (next(iter(PLOTS)), "Plots"),
+        ("trials", "Trials")))
     body = "\n".join([
         f"<h1>{_e(title)}</h1>",
         f'<p class="meta">{_e(r.get("created"))} · seqeq {_e(r.get("seqeq_version"))} · '
         f'report schema {_e(r.get("schema_version"))} · {_e(r.get("run_dir"))}</p>',
         f"<nav>{nav}</nav>",
-        _summary(r), _data(r), _search(r), _model(r), _final(r),
+        _summary(r), _data(r), _search(r), _model(r), _final(r), _deployment(r),
         plots[0], f'<div class="plots">{"".join(p for p in plots[1:])}</div>',
         _trials(r),
         '<footer>All numbers on this page are in report.json next to this file '

@@ -34,7 +34,8 @@ def record(rc, *, best, spec, model, val_score: float, epochs, final: dict | Non
                          final is None, rc.train_all, rc.test, rc.data_info, rc.val_how,
                          rc.train, rc.val)
     report.update({"rerank": reranked, "best": _best_section(best, spec, model, val_score, epochs),
-                   "final": final, "export": onnx_info or None})
+                   "final": final, "export": onnx_info or None,
+                   "deployment": _deployment(rc, spec, model)})
     paths = write_report(report, out, html=rc.html)
     fin = final or {}
     return RunResult(
@@ -49,6 +50,25 @@ def record(rc, *, best, spec, model, val_score: float, epochs, final: dict | Non
         n_pruned=report["search"]["n_pruned"], seconds=time.perf_counter() - rc.t_start,
         extra={"interrupted": final is None, "onnx": onnx_info, "rerank": reranked,
                **({"model": model} if rc.keep_model else {})})
+
+
+def _deployment(rc, spec, model) -> dict | None:
+    """The exported model's figures on a microcontroller (``seqeq.export.mcu.deployment``), or
+    why there are none; a failure here never costs the run its model or report."""
+    from ..export import mcu
+
+    if not mcu.DEPLOYMENT_FIGURES:
+        return None
+    data = rc.val if rc.val is not None and rc.val.n_series else rc.train
+    try:
+        i = int(np.argmax(data.lengths))
+        return mcu.deployment(model, spec, class_names=rc.train.class_names,
+                              channel_names=rc.train.channel_names,
+                              quantize=rc.cfg.export.quantize,
+                              series=np.asarray(data.X[i, : int(data.lengths[i])]),
+                              window_steps=int(np.median(rc.train_all.lengths)))
+    except (SeqeqError, RuntimeError, OSError, ValueError) as e:
+        return {"error": f"{type(e).__name__}: {e}"[:500]}
 
 
 def final_section(rc, finals: list[dict], chosen: dict, ensemble: dict | None, model) -> dict:
