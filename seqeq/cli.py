@@ -128,6 +128,12 @@ Augment = Annotated[str, typer.Option(
     help="Training augmentation for any series: random scaling, smooth magnitude warping and "
     "jitter of strength S (in units of a channel's standard deviation), e.g. 0.1; 0 (default): "
     "off; auto: searched (0 or 0.1) when trials train on fewer than 1,000 series.")]
+RamKb = Annotated[float | None, typer.Option(
+    "--ram-kb", help="Device limit: RAM of the exported model's C step (state + scratch), in "
+    "KiB. Candidates over it are shrunk or not trained.")]
+MaxMacs = Annotated[int | None, typer.Option(
+    "--max-macs-per-step", help="Device limit: multiply-accumulates per sample of the exported "
+    "model.")]
 Vectors = Annotated[str, typer.Option(
     help="Which channels are x/y/z triplets of one device: auto (found from names like acc_x "
     "or T_xacc; a benchmark's own), none, or devices separated by ';', each a comma list of "
@@ -191,7 +197,8 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("storage", Storage, None), ("study_name", StudyName, None), ("workers", Workers, 1),
     ("resume", Resume, False), ("overwrite", Overwrite, False), ("quantize", Quantize, None),
     ("pruner", Pruner, "median"), ("trial_timeout", TrialTimeout, None),
-    ("rotate", Rotate, "auto"), ("augment", Augment, "0"), ("vectors", Vectors, "auto"),
+    ("rotate", Rotate, "auto"), ("augment", Augment, "0"), ("ram_kb", RamKb, None),
+    ("max_macs_per_step", MaxMacs, None), ("vectors", Vectors, "auto"),
     ("quiet", Quiet, False),
     ("as_json", AsJson, False),
 )
@@ -294,7 +301,9 @@ def bench(
 
 @app.command()
 def export(
-    out_path: Annotated[Path, typer.Argument(help="Where to write the .onnx file.")],
+    out_path: Annotated[Path, typer.Argument(
+        help="Where to write the model: NAME.onnx, or NAME.c (and NAME.h beside it) for C "
+        "source for microcontrollers.")],
     run: Annotated[Path | None, typer.Option(help="Run directory (default: the latest "
                                              "finished run under runs/).")] = None,
     quantize: Quantize = None,
@@ -304,7 +313,7 @@ def export(
         help="Write one time step (x_t and state in; state_next, logits, probabilities out), "
         "a graph without Loop for runtimes and converters that have none.")] = False,
 ):
-    """Export the best model of a run to ONNX (or another registered export target).
+    """Export the best model of a run to ONNX, C source, or another registered export target.
 
     Example: seqeq export best.onnx --run runs/har2 --quantize int8
     """

@@ -123,6 +123,11 @@ class SearchConfig:
     #: ``augment.AUGMENT_BELOW`` series. Off by default: on the development suite the searched
     #: choice moved the median ratio from 0.928 to 0.883 (benchmarks/RESULTS.md)
     augment: float | None = 0.0
+    #: device limits next to the size budget (None: none): RAM of the exported model's C step
+    #: (state + scratch, KiB) and its multiply-accumulates per sample; an ensemble's members
+    #: share them as they share the budget (``seqeq.export.mcu.device_cost``)
+    ram_kb: float | None = None
+    max_macs_per_step: int | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.budget_kb < math.inf:
@@ -152,6 +157,13 @@ class SearchConfig:
             raise SeqeqError(f"{opt('rotate', float(self.rotate))} is not an angle in 0..180 "
                              "degrees",
                              "Use auto, 0 (no rotation) or a maximum angle such as 30")
+        if self.ram_kb is not None and not 0 < self.ram_kb < math.inf:
+            raise SeqeqError(f"{opt('ram_kb')} must be a positive number of KiB, got "
+                             f"{self.ram_kb}", f"Give e.g. {opt('ram_kb', 4)}")
+        if self.max_macs_per_step is not None and self.max_macs_per_step < 1:
+            raise SeqeqError(f"{opt('max_macs_per_step')} must be at least 1, got "
+                             f"{self.max_macs_per_step}",
+                             f"Give e.g. {opt('max_macs_per_step', 5000)}")
         if self.augment is not None and not 0 <= self.augment <= 1:
             raise SeqeqError(f"{opt('augment', float(self.augment))} is not a strength in 0..1",
                              "Use auto, 0 (off) or a strength such as 0.1 (a tenth of a "

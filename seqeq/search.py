@@ -312,6 +312,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         spec = dataclasses.replace(
             suggest_spec(trial, cell, conv or d, C, budget, cfg.bytes_per_param),
             input_size=d, pool=pool, conv=conv)
+        spec = _within_device_limits(trial, spec, cfg)
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
         batch_size = batch_for(n_fit, trial.suggest_categorical("batch_size", list(BATCH_SIZES)))
         rotate = _suggest_rotate(trial, cfg, ctx.train)
@@ -468,6 +469,48 @@ def _suggest_conv(trial: optuna.Trial, cell: str, d: int, C: int, cfg: RunConfig
             trial.set_user_attr("adjusted.conv", True)
             return 0
     return conv
+
+
+def _within_device_limits(trial: optuna.Trial, spec: ModelSpec, cfg: RunConfig) -> ModelSpec:
+    """``spec``, or where it is over ``--ram-kb`` / ``--max-macs-per-step`` (each ensemble member
+    gets its share, as of the budget), the same model at the largest hidden size under them
+    (``adjusted.hidden_size``); a trial whose model is over them at every size is pruned
+    untrained. The costs are the C export's (``seqeq.export.mcu.device_cost``)."""
+    sc = cfg.search
+    if sc.ram_kb is None and sc.max_macs_per_step is None:
+        return spec
+    from .export.mcu import device_cost
+
+    n = cfg.final.ensemble
+    ram = None if sc.ram_kb is None else sc.ram_kb * 1024 / n
+    macs = None if sc.max_macs_per_step is None else sc.max_macs_per_step / n
+
+    def cost(D: int) -> dict | None:
+        try:
+            c = device_cost(dataclasses.replace(spec, hidden_size=D))
+        except (ValueError, RuntimeError, SeqeqError):  # no model of this size
+            return None
+        fits = ((ram is None or c["ram_bytes"] <= ram)
+                and (macs is None or c["macs_per_step"] <= macs))
+        return c if fits else None
+
+    D, c = spec.hidden_size, cost(spec.hidden_size)
+    if c is None:  # the largest size that fits (the costs grow with D)
+        lo, hi, best = 1, D - 1, None
+        while lo <= hi:
+            mid = (lo + hi) // 2
+            got = cost(mid)
+            if got is not None:
+                best, lo = (mid, got), mid + 1
+            else:
+                hi = mid - 1
+        if best is None:
+            trial.set_user_attr("over_device_limits", True)
+            raise optuna.TrialPruned("over --ram-kb / --max-macs-per-step at every hidden size")
+        (D, c), spec = best, dataclasses.replace(spec, hidden_size=best[0])
+        trial.set_user_attr("adjusted.hidden_size", D)
+    trial.set_user_attr("device", c)
+    return spec
 
 
 def _suggest_augment(trial: optuna.Trial, cfg: RunConfig, n_fit: int) -> float:

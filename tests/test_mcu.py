@@ -119,3 +119,53 @@ def test_a_run_reports_its_models_deployment_figures(tmp_path, walks):
             dep["instructions_per_step"] * 16 / (mcu.CLOCK_MHZ * 1e3), rel=1e-3)
     else:
         assert dep["flash_bytes"] is None and dep["unmeasured"]
+
+
+def test_device_cost_is_the_c_exports_and_grows_with_the_hidden_size():
+    spec = ModelSpec("gru", 3, 16, 4)
+    model = _model(spec, np.zeros(3), np.ones(3))
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        info = export_c(model, spec, Path(tmp) / "m.c", class_names=list("abcd"),
+                        channel_names=list("xyz"))
+    cost = mcu.device_cost(spec)
+    assert cost == {"ram_bytes": info["state_bytes"] + info["scratch_bytes"],
+                    "macs_per_step": info["macs_per_step"]}
+    small = mcu.device_cost(ModelSpec("gru", 3, 8, 4))
+    assert small["ram_bytes"] < cost["ram_bytes"] and small["macs_per_step"] < cost["macs_per_step"]
+
+
+def test_the_search_trains_nothing_over_the_device_limits(tmp_path, walks):
+    import optuna
+
+    from seqeq import SeqeqError
+    from seqeq.api import run_on
+    from seqeq.config import RunConfig
+
+    data = walks(n=40, T=10, seed=2)
+    cfg = RunConfig.of(budget_kb=8, trials=4, epochs=1, final_seeds=1, cells=("gru", "tarnn"),
+                       device="cpu", ram_kb=0.5, max_macs_per_step=400, opening=False)
+    res = run_on(data, None, cfg, tmp_path / "r")
+    study = optuna.load_study(study_name="seqeq", storage=f"sqlite:///{res.run_dir}/study.db")
+    trained = [t for t in study.trials if "device" in t.user_attrs]
+    assert trained
+    for t in trained:
+        assert t.user_attrs["device"]["ram_bytes"] <= 512
+        assert t.user_attrs["device"]["macs_per_step"] <= 400
+    assert any("adjusted.hidden_size" in t.user_attrs for t in trained)  # 8 KiB would not fit
+    best = ModelSpec.from_dict(res.best_spec)
+    assert mcu.device_cost(best)["ram_bytes"] <= 512
+    import json
+
+    html = open(res.report_html).read()
+    assert "device limits" in html and "0.5 KiB" in html
+    assert json.loads(open(res.report_json).read())["search"]["ram_kb"] == 0.5
+    # a limit no model meets: nothing is trained, and the run says so
+    cfg = RunConfig.of(budget_kb=8, trials=2, epochs=1, final_seeds=1, cells=("gru",),
+                       device="cpu", ram_kb=0.01, opening=False)
+    with pytest.raises(SeqeqError, match="completed no trial"):
+        run_on(data, None, cfg, tmp_path / "r2")
+    with pytest.raises(SeqeqError, match="ram_kb must be a positive number"):
+        RunConfig.of(ram_kb=-1)

@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["toolchain", "CFLAGS", "measure_flash_ram", "build_firmware", "run_firmware",
-           "instructions_per_step", "deployment", "CLOCK_MHZ", "DEPLOYMENT_FIGURES"]
+           "instructions_per_step", "deployment", "device_cost", "CLOCK_MHZ",
+           "DEPLOYMENT_FIGURES"]
 
 #: a run's report measures its exported model's deployment figures (off in most tests: each
 #: costs a C export, a cross-compilation and two emulator runs, a few seconds)
@@ -256,6 +257,30 @@ def instructions_per_step(c_path: str | Path, x: np.ndarray, n_classes: int,
             "method": "QEMU 'mps2-an386' -singlestep -d exec,nochain: one log line per executed "
                       f"instruction; windows of {short} and {T} samples, difference / {T - short}",
             "clock_mhz": CLOCK_MHZ, "us_per_step_at_clock": round(per_step / CLOCK_MHZ, 2)}
+
+
+_COSTS: dict[str, dict[str, int]] = {}
+
+
+def device_cost(spec) -> dict[str, int]:
+    """``{"ram_bytes", "macs_per_step"}`` of ``spec``'s model as C: the state struct plus the
+    step's scratch, and its multiply-accumulates per sample. Computed by compiling the step of an
+    untrained model of that spec (neither depends on the weights' values; about a second, cached
+    per spec), so the search can refuse a candidate before it trains."""
+    import json as _json
+
+    from ..models import build_model
+    from .c_source import compile_step_graph
+    from .streaming import build_streaming_model, state_layout
+
+    key = _json.dumps(spec.to_dict(), sort_keys=True)
+    if key not in _COSTS:
+        model = build_model(spec, seed=0).eval()
+        _, _, sizes = compile_step_graph(build_streaming_model(model), "cost")
+        S = max(b for _, b in state_layout(model).values())
+        state = 4 * (S + 2 * spec.num_classes)
+        _COSTS[key] = {"ram_bytes": state + sizes["scratch"], "macs_per_step": sizes["macs"]}
+    return _COSTS[key]
 
 
 def deployment(model, spec, *, class_names, channel_names, quantize: str | None,

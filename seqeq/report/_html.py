@@ -254,6 +254,12 @@ def _search(r: dict) -> str:
                    + (f" for an ensemble of {_e(s['ensemble'])} models: each searched model "
                       f"got 1/{_e(s['ensemble'])} of it" if (s.get("ensemble") or 1) > 1
                       else "")),
+        ("device limits", ", ".join(
+            ([f"RAM {_e(format(s['ram_kb'], 'g'))} KiB"] if s.get("ram_kb") else [])
+            + ([f"{s['max_macs_per_step']:,} multiply-accumulates per sample"]
+               if s.get("max_macs_per_step") else []))
+         + " (of the model as C: candidates over them were shrunk or not trained)"
+         if s.get("ram_kb") or s.get("max_macs_per_step") else None),
         ("metric", _e(s.get("metric"))),
         ("cells searched", _e(", ".join(s.get("cells") or []))),
         ("trials", f"{_e(s.get('n_trials'))} run ({_e(s.get('trials_requested'))} requested): "

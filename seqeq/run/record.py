@@ -169,6 +169,7 @@ def report_base(study, cfg: RunConfig, out: Path, device: str, cells, t_start: f
                    "ensemble": cfg.final.ensemble, "rerank": cfg.final.rerank,
                    "rerank_folds": cfg.final.rerank_folds, "opening": cfg.search.opening,
                    "seed": cfg.search.seed, "workers": cfg.run.workers, "cells": cells,
+                   "ram_kb": cfg.search.ram_kb, "max_macs_per_step": cfg.search.max_macs_per_step,
                    "n_trials": len(trials),
                    "n_finished": sum(t["state"] in ("complete", "pruned") for t in trials),
                    "n_complete": sum(t["state"] == "complete" for t in trials),
