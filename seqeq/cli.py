@@ -28,6 +28,22 @@ app = typer.Typer(
 )
 
 
+def _show_version(value: bool) -> None:
+    if value:
+        from . import __version__
+
+        typer.echo(f"seqeq {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(version: Annotated[bool, typer.Option(
+        "--version", help="Print seqeq's version and exit.", is_eager=True,
+        callback=_show_version)] = False) -> None:
+    """AutoML for sequence classification with small, stable recurrent cells, exported to ONNX
+    and C."""
+
+
 @contextmanager
 def _user_errors():
     """Turn seqeq's errors into one line and exit code 2 (a file that could not be written: 1);

@@ -154,3 +154,19 @@ def test_usage_errors_are_one_line_exit_2(args):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and "--help" in lines[0], r.stderr
     assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_version_flag_and_python_dash_m():
+    import subprocess
+    import sys
+
+    import seqeq
+
+    for cmd in ([sys.executable, "-m", "seqeq", "--version"],
+                [sys.executable, "-c", "from seqeq.cli import main; main()", "--version"]):
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() == f"seqeq {seqeq.__version__}"
+    r = subprocess.run([sys.executable, "-m", "seqeq", "--help"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0 and "fit" in r.stdout and "export" in r.stdout
