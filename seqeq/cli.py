@@ -133,6 +133,8 @@ Workers = Annotated[int, typer.Option(help="Local worker processes on one study.
 Resume = Annotated[bool, typer.Option(help="Continue the interrupted search in --out.")]
 Overwrite = Annotated[bool, typer.Option(help="Replace an existing run in --out.")]
 Quantize = Annotated[str | None, typer.Option(help="int8: budget and export 8-bit weights.")]
+ExportQuantize = Annotated[str | None, typer.Option(
+    "--quantize", help="int8: write 8-bit weights with per-row scales (default: float32).")]
 Pruner = Annotated[str, typer.Option(help="median | hyperband | none.")]
 TrialTimeout = Annotated[float | None, typer.Option(
     "--trial-timeout", help="One trial's seconds (default: a quarter of the search's time); a "
@@ -270,7 +272,7 @@ def _run_command(dc, cfg, shared: dict) -> None:
 @app.command()
 @_shared_options
 def fit(
-    path: Annotated[Path, typer.Argument(help="Training data: .csv or .parquet.")],
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Training data: .csv or .parquet.")],
     test: Annotated[Path | None, typer.Option(help="Test data (default: a stratified, "
                                               "seeded 20 % hold-out of PATH).")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="long | wide | nested "
@@ -299,7 +301,8 @@ def fit(
 @app.command()
 @_shared_options
 def bench(
-    name: Annotated[str, typer.Argument(help="Benchmark name (see `seqeq datasets`).")],
+    name: Annotated[str, typer.Argument(metavar="NAME",
+                                        help="Benchmark name (see `seqeq datasets`).")],
     data_dir: Annotated[str | None, typer.Option(
         "--data-dir", help="Data directory (default $SEQEQ_DATA_DIR or ~/.cache/seqeq/data).")
     ] = None,
@@ -318,11 +321,12 @@ def bench(
 @app.command()
 def export(
     out_path: Annotated[Path, typer.Argument(
+        metavar="OUT",
         help="Where to write the model: NAME.onnx, or NAME.c (and NAME.h beside it) for C "
         "source for microcontrollers.")],
     run: Annotated[Path | None, typer.Option(help="Run directory (default: the latest "
                                              "finished run under runs/).")] = None,
-    quantize: Quantize = None,
+    quantize: ExportQuantize = None,
     target: Annotated[str | None, typer.Option(
         help="Export target (default: chosen by OUT_PATH's suffix; onnx for .onnx).")] = None,
     streaming: Annotated[bool, typer.Option(
@@ -355,15 +359,20 @@ def export(
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="A .onnx model written by seqeq.")],
-    data: Annotated[Path, typer.Argument(help="Data to label: .csv or .parquet.")],
+    model: Annotated[Path, typer.Argument(metavar="MODEL",
+                                          help="A .onnx model written by seqeq.")],
+    data: Annotated[Path, typer.Argument(metavar="DATA",
+                                         help="Data to label: .csv or .parquet.")],
     out: Annotated[Path | None, typer.Option(help="preds.csv or preds.parquet "
                                              "(default: CSV on stdout).")] = None,
     proba: Annotated[bool, typer.Option(help="Add class probabilities.")] = False,
     fmt: Annotated[str | None, typer.Option("--format", help="long | wide | nested.")] = None,
-    id_col: Annotated[str | None, typer.Option("--id-col")] = None,
-    time_col: Annotated[str | None, typer.Option("--time-col")] = None,
-    label_col: Annotated[str | None, typer.Option("--label-col")] = None,
+    id_col: Annotated[str | None, typer.Option(
+        "--id-col", help="Series id column (long layout).")] = None,
+    time_col: Annotated[str | None, typer.Option("--time-col", help="Time/order column.")] = None,
+    label_col: Annotated[str | None, typer.Option(
+        "--label-col", help="Label column, if the data has one (it is not read for the "
+        "predictions).")] = None,
     nan: Annotated[str, typer.Option(help="reject | fill.")] = "reject",
     decimal: Decimal = None,
 ):
@@ -396,7 +405,9 @@ def predict(
 
 @app.command()
 def datasets(
-    data_dir: Annotated[str | None, typer.Option("--data-dir")] = None,
+    data_dir: Annotated[str | None, typer.Option(
+        "--data-dir", help="Folder of the staged benchmark data (default: $SEQEQ_DATA_DIR, "
+        "else ~/.cache/seqeq/data).")] = None,
 ):
     """List the built-in benchmarks and whether their data is present.
 
@@ -419,7 +430,7 @@ def datasets(
 
 @app.command()
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="A run directory.")],
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory.")],
 ):
     """Regenerate report.html from a run's report.json.
 

@@ -170,3 +170,20 @@ def test_version_flag_and_python_dash_m():
     r = subprocess.run([sys.executable, "-m", "seqeq", "--help"], capture_output=True, text=True,
                        timeout=120)
     assert r.returncode == 0 and "fit" in r.stdout and "export" in r.stdout
+
+
+def test_every_option_and_argument_has_help_and_usage_names_them_in_capitals():
+    import typer.main
+
+    from seqeq.cli import app
+
+    group = typer.main.get_command(app)
+    for name, cmd in group.commands.items():
+        for p in cmd.params:
+            if p.param_type_name == "option":
+                assert p.help, f"seqeq {name} {p.opts[0]} has no help"
+            else:
+                assert p.metavar and p.metavar.isupper(), f"seqeq {name} argument {p.name}"
+    export = group.commands["export"]
+    q = next(p for p in export.params if p.name == "quantize")
+    assert "budget" not in q.help  # export has no budget
