@@ -164,6 +164,19 @@ Decimal = Annotated[str | None, typer.Option(
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON on stdout.")]
 
 
+def _describe_spec(spec: dict) -> str:
+    """``gru  D=8``, with the cell's hyperparameters and front ends where it has any:
+    ``dirnn  D=15  L=4, K=1  (conv 16, pool 6)``."""
+    hp = ", ".join(f"{k}={v}" for k, v in sorted((spec.get("cell_kwargs") or {}).items()))
+    front = []
+    if spec.get("conv"):
+        front.append(f"conv {spec['conv']}")
+    if (spec.get("pool") or 1) > 1:
+        front.append(f"pool {spec['pool']}")
+    return (f"{spec['cell']}  D={spec['hidden_size']}" + (f"  {hp}" if hp else "")
+            + (f"  ({', '.join(front)})" if front else ""))
+
+
 def _print_result(res, as_json: bool) -> None:
     if as_json:
         sys.stdout.write(json.dumps(res.to_dict(), indent=2, default=str) + "\n")
@@ -175,7 +188,7 @@ def _print_result(res, as_json: bool) -> None:
     spec = res.best_spec
     t = Table(title="seqeq result", show_header=False)
     members = spec.get("members", 1)
-    t.add_row("model", f"{spec['cell']}  D={spec['hidden_size']}  {spec['cell_kwargs']}"
+    t.add_row("model", _describe_spec(spec)
               + (f"  x {members} (ensemble: mean of their logits)" if members > 1 else ""))
     prec = "int8 weights + scales" if res.quantize == "int8" else "fp32 parameters"
     t.add_row("size", f"{res.size_kib:.2f} KiB ({prec}, incl. head)")
@@ -196,7 +209,8 @@ def _print_result(res, as_json: bool) -> None:
                       f"models {single})")
         else:
             t.add_row(f"test {res.metric}", single)
-    t.add_row("trials", f"{res.n_trials} finished, {res.n_pruned} pruned")
+    t.add_row("trials", f"{res.n_trials} finished: {res.n_trials - res.n_pruned} completed, "
+              f"{res.n_pruned} pruned")
     t.add_row("time", f"{res.seconds:.0f} s")
     t.add_row("ONNX", res.onnx_path)
     t.add_row("report", res.report_html)

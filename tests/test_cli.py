@@ -187,3 +187,26 @@ def test_every_option_and_argument_has_help_and_usage_names_them_in_capitals():
     export = group.commands["export"]
     q = next(p for p in export.params if p.name == "quantize")
     assert "budget" not in q.help  # export has no budget
+
+
+def test_the_result_table_names_hyperparameters_and_says_what_the_trial_counts_are(
+        tmp_path, walks):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from seqeq.cli import _describe_spec, app
+
+    assert _describe_spec({"cell": "gru", "hidden_size": 8, "cell_kwargs": {}}) == "gru  D=8"
+    assert _describe_spec({"cell": "dirnn", "hidden_size": 15, "cell_kwargs": {"L": 4, "K": 1},
+                           "conv": 16, "pool": 6}) == "dirnn  D=15  K=1, L=4  (conv 16, pool 6)"
+    d = walks(n=30, T=6, C=1)
+    rows = [{"series": i, "t": t, "c0": float(d.X[i, t, 0]), "label": d.class_names[d.y[i]]}
+            for i in range(d.n_series) for t in range(6)]
+    path = tmp_path / "d.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    r = CliRunner().invoke(app, ["fit", str(path), "--trials", "2", "--epochs", "1",
+                                 "--cells", "gru", "--final-seeds", "1", "--out",
+                                 str(tmp_path / "o")])
+    assert r.exit_code == 0, r.output
+    assert "{}" not in r.output
+    assert "finished:" in r.output and "completed" in r.output
