@@ -210,3 +210,21 @@ def test_the_result_table_names_hyperparameters_and_says_what_the_trial_counts_a
     assert r.exit_code == 0, r.output
     assert "{}" not in r.output
     assert "finished:" in r.output and "completed" in r.output
+
+
+def test_the_study_records_what_it_was_searched_under(tmp_path, walks):
+    import optuna
+
+    import seqeq
+    from seqeq.api import run_on
+    from seqeq.config import RunConfig
+
+    cfg = RunConfig.of(budget_kb=3, trials=1, epochs=1, final_seeds=1, cells=("gru",),
+                       device="cpu", metric="macro_f1")
+    res = run_on(walks(n=40, T=8, seed=1), None, cfg, tmp_path / "r")
+    attrs = optuna.load_study(study_name="seqeq",
+                              storage=f"sqlite:///{res.run_dir}/study.db").user_attrs
+    assert attrs["seqeq_version"] == seqeq.__version__
+    assert attrs["budget_kb"] == 3 and attrs["metric"] == "macro_f1"
+    assert attrs["quantize"] == "none" and attrs["ensemble"] == 1
+    assert len(attrs["data_fingerprint"]) >= 8 and attrs["data"] == "walks"

@@ -129,6 +129,16 @@ def _start(rc: Run, created: bool) -> None:
         prepare_run_dir(out, cfg)
         if rc.study is None:
             rc.study = open_study(cfg, out)
+        # what optuna-dashboard shows for the study: what it was searched under
+        for key, value in (("seqeq_version", __version__),
+                           ("budget_kb", cfg.search.budget_kb),
+                           ("quantize", cfg.export.quantize or "none"),
+                           ("metric", cfg.search.metric), ("data_fingerprint", rc.data_fp),
+                           ("data", (rc.data_info or {}).get("name")
+                            or rc.train_all.name),
+                           ("ensemble", cfg.final.ensemble)):
+            if rc.study.user_attrs.get(key) != value:
+                rc.study.set_user_attr(key, value)
         atomic_write_json(out / "run.json", {
             "seqeq_version": __version__, "data": rc.data_info, "search": cfg.flat(),
             "device": rc.device, "cells": rc.cells, "validation": rc.val_how,
