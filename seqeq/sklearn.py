@@ -63,12 +63,37 @@ def _check_values(a: np.ndarray, what: str = "X") -> np.ndarray:
     return a
 
 
-def _to_series(X, n_channels: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """(padded X (N, T, C) float32, lengths (N,)) from any accepted form of ``X``."""
+#: a 3-D X whose last axis is this many times longer than its middle one (and over
+#: TRANSPOSED_MIN_CHANNELS) looks like aeon's (n, channels, T) read as (n, T, channels)
+TRANSPOSED_RATIO = 4
+TRANSPOSED_MIN_CHANNELS = 16
+
+
+def _to_series(X, n_channels: int | None = None, layout: str = "ntc"
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """(padded X (N, T, C) float32, lengths (N,)) from any accepted form of ``X``; ``layout``
+    ``"nct"`` reads aeon's and sktime's (n_series, channels, T) (a list: of (C, T_i) arrays)."""
+    import warnings
+
     from .datasets import pad_series
     from .errors import SeqeqError
 
+    if layout not in ("ntc", "nct"):
+        raise SeqeqError(f"layout={layout!r} is not a panel layout",
+                         "Use layout='ntc' (n_series, T, channels: seqeq's) or 'nct' "
+                         "(n_series, channels, T: aeon's and sktime's)")
+    if layout == "nct" and isinstance(X, (list, tuple)):  # (C, T_i) series
+        X = [np.asarray(s).T for s in X]
     arr = _as_array(X)
+    if layout == "nct" and isinstance(arr, np.ndarray) and arr.ndim == 3 \
+            and not isinstance(X, list):
+        arr = arr.transpose(0, 2, 1)
+    elif (isinstance(arr, np.ndarray) and arr.ndim == 3 and arr.shape[2] >= TRANSPOSED_MIN_CHANNELS
+          and arr.shape[2] >= TRANSPOSED_RATIO * arr.shape[1]):
+        warnings.warn(f"X has shape {arr.shape}: read as {arr.shape[0]} series of "
+                      f"{arr.shape[1]} steps of {arr.shape[2]} channels; if it is aeon's or "
+                      "sktime's (n_series, channels, T), pass layout='nct'", UserWarning,
+                      stacklevel=3)
     if isinstance(arr, np.ndarray):
         if arr.ndim < 2:
             raise SeqeqError(f"X has shape {arr.shape} ({arr.ndim}-D), not a set of series",
@@ -141,7 +166,9 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     distortions, 0: off, the default; ``"auto"``: searched). ``vectors`` says which channels
     are x/y/z triplets for the rotation augmentation, by index: one list per device of
     ``(x, y, z)`` triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and
-    gyroscope (default: none, arrays have no channel names).
+    gyroscope (default: none, arrays have no channel names). ``layout``: ``"ntc"`` (the
+    default: (n_series, T, channels)) or ``"nct"`` (aeon's and sktime's (n_series, channels, T));
+    a 3-D X with far more channels than steps is read as given, with a warning.
     """
 
     def __init__(self, budget_kb: float = 20.0, trials: int = 10, timeout: float | None = None,
@@ -149,7 +176,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                  final_seeds: int = 1, device: str = "auto", random_state: int = 0,
                  out: str | None = None, verbose: bool = False, rotate: str | float = "auto",
                  vectors=None, ensemble: int | None = None, rerank: int = 0,
-                 opening: bool = True, augment: str | float = 0.0):
+                 opening: bool = True, augment: str | float = 0.0, layout: str = "ntc"):
         self.budget_kb = budget_kb
         self.trials = trials
         self.timeout = timeout
@@ -167,6 +194,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         self.rerank = rerank
         self.opening = opening
         self.augment = augment
+        self.layout = layout
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -194,7 +222,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         from .errors import SeqeqError
         from .run import run_on
 
-        Xp, lengths = _to_series(X)
+        Xp, lengths = _to_series(X, layout=self.layout)
         y = _to_labels(y, len(Xp))
         classes, yi = np.unique(y, return_inverse=True)
         try:  # SeqData checks the triplets
@@ -238,7 +266,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         from .train import predict_logits
 
         check_is_fitted(self, "model_")
-        Xp, lengths = _to_series(X, self.n_features_in_)
+        Xp, lengths = _to_series(X, self.n_features_in_, getattr(self, "layout", "ntc"))
         data = SeqData(X=Xp, lengths=lengths, y=None, class_names=[], channel_names=[])
         logits = predict_logits(self.model_, data, device="cpu")
         return torch.softmax(torch.as_tensor(logits), dim=1).numpy()

@@ -129,3 +129,28 @@ def test_fit_without_out_leaves_nothing_in_the_temp_dir(Xy):
     clf = SeqeqClassifier(**FAST).fit(*Xy)
     assert set(Path(tempfile.gettempdir()).glob("seqeq-*")) == before
     assert clf.result_.onnx_path == "" and clf.predict(Xy[0]).shape == (24,)
+
+
+def test_aeon_layout_is_read_when_asked_and_a_transposed_looking_x_warns(walks):
+    import warnings
+
+    from seqeq import SeqeqError
+    from seqeq.sklearn import _to_series
+
+    d = walks(n=40, T=100, C=6, seed=3)
+    X_aeon = np.ascontiguousarray(d.X.transpose(0, 2, 1))  # (40, 6, 100), as aeon holds it
+    Xp, L = _to_series(X_aeon, layout="nct")
+    assert Xp.shape == (40, 100, 6) and np.array_equal(Xp, d.X) and (L == 100).all()
+    lst, L2 = _to_series([x[:, :50 + i] for i, x in enumerate(X_aeon[:3])], layout="nct")
+    assert lst.shape == (3, 52, 6) and list(L2) == [50, 51, 52]
+    with pytest.warns(UserWarning, match="layout='nct'"):
+        Xw, _ = _to_series(X_aeon)  # read as 6 steps of 100 channels, as asked, but said
+    assert Xw.shape == (40, 6, 100)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _to_series(d.X)  # seqeq's own layout: no warning
+    with pytest.raises(SeqeqError, match="layout='ntc'"):
+        _to_series(d.X, layout="tnc")
+    clf = SeqeqClassifier(budget_kb=2, trials=1, epochs=1, cells="gru", device="cpu",
+                          opening=False, layout="nct").fit(X_aeon, d.y)
+    assert clf.n_features_in_ == 6 and clf.predict(X_aeon).shape == (40,)
