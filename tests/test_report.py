@@ -348,3 +348,11 @@ def test_optunas_per_parameter_warnings_become_one_sentence():
     assert note.startswith("Some values of 11 parameter(s) were tried by fewer than 2 trials")
     assert "irnn.p0, irnn.p1" in note and "and 3 more" in note and note.endswith("Another warning.")
     assert note.count("Some") == 1
+
+
+def test_the_learning_curve_caption_says_how_long_the_retrain_ran():
+    from seqeq.report._plots import _retrain_length
+
+    assert "whole learning-rate schedule" in _retrain_length({"search": {"final_epochs": "all"}})
+    assert "best epoch" in _retrain_length({"search": {"final_epochs": "best"}})
+    assert "best epoch count" not in _retrain_length({"search": {"final_epochs": "all"}})

@@ -224,6 +224,18 @@ def _confusion(fig, report: dict):
     ax.set_ylabel("true class")
 
 
+def _retrain_length(report: dict) -> str:
+    """How long the final retrain ran, as ``--final-epochs`` set it."""
+    how = (report.get("search") or {}).get("final_epochs")
+    if how == "best":
+        return (" The retrain stopped at the trial's best epoch (--final-epochs best), on the "
+                "trial's learning-rate schedule.")
+    if how == "all":
+        return (" The retrain ran the trial's whole learning-rate schedule (--final-epochs all, "
+                "the default).")
+    return ""
+
+
 def _learning(fig, report: dict):
     final = report.get("final") or {}
     curve = [r for r in final.get("learning_curve") or [] if is_num(r.get("train_loss"))]
@@ -366,8 +378,8 @@ for _p in (
          _confusion, _confusion_size, hide_when_empty=True),  # no test set: the summary says so
     Plot("plot-learning", "Learning curves",
          "Training loss per epoch of the chosen final model (retrained on training + validation "
-         "data for the best trial's best epoch count), and the validation score per epoch of "
-         "that trial during the search.", _learning, lambda r: (5.4, 3.0)),
+         "data), and the validation score per epoch of that trial during the search.",
+         _learning, lambda r: (5.4, 3.0), caption_more=_retrain_length),
     Plot("plot-gradient", "Gradient-norm diagnostic",
          "How strongly the final state h_T depends on each earlier state h_t (norm of the "
          "Jacobian, averaged over up to 8 validation series, over at most their first 256 "
