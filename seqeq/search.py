@@ -703,7 +703,9 @@ def rank_key(t: optuna.trial.FrozenTrial) -> tuple:
 def trial_records(study: optuna.Study) -> list[dict]:
     """Every trial as a plain record (for report.json)."""
     out = []
-    for t in study.get_trials(deepcopy=False):
+    trials = study.get_trials(deepcopy=False)
+    retried = {t.user_attrs.get("retry_of") for t in trials}
+    for t in trials:
         ua = t.user_attrs
         out.append({
             "number": t.number,
@@ -720,6 +722,7 @@ def trial_records(study: optuna.Study) -> list[dict]:
             "seconds": (t.duration.total_seconds() if t.duration else ua.get("seconds")),
             "val_curve": ua.get("val_curve"),
             "interrupted": bool(ua.get("interrupted", False)),
+            "retried": t.number in retried,
             "opening": bool(ua.get("opening", False)),
             "error": ua.get("error"),
         })

@@ -61,7 +61,8 @@ def test_the_shared_options_are_the_configs_settings_and_sklearn_draws_from_them
     assert names - settings == {"out", "vectors", "quiet", "as_json"}
     assert settings - names == {"patience"}  # a code-level setting, no flag
     sk = set(inspect.signature(SeqeqClassifier.__init__).parameters) - {"self"}
-    assert sk - settings == {"random_state", "out", "verbose", "vectors"}
+    # (layout: how the estimator reads an array, as vectors names its channels)
+    assert sk - settings == {"random_state", "out", "verbose", "vectors", "layout"}
 
 
 def test_fit_and_bench_share_one_declaration_of_their_options():

@@ -196,3 +196,8 @@ def test_ctrl_c_exports_the_best_model_so_far_and_resume_finishes(tmp_path):
                                                                                   S.PRUNED)}
     for t in cut:  # the cut-short trial ran again, with its parameters, on resume
         assert t.number in done and done[t.number].params == t.params
+    # and the finished report no longer says it waits for --resume (issue 22)
+    html = (out / "report.html").read_text()
+    assert "re-queued and run again on --resume" not in html
+    assert "were run again on --resume" in html
+    assert [t["retried"] for t in report["trials"] if t.get("interrupted")] == [True]

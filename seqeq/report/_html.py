@@ -139,14 +139,17 @@ def _notes(r: dict) -> list[str]:
                      "The validation score was used to choose the model and is optimistic.")
     failed = s.get("n_failed") or 0
     # trials Ctrl-C cut short: failed, and re-queued for --resume
-    cut = sum(t.get("state") == "fail" and bool(t.get("interrupted"))
-              for t in r.get("trials") or [])
-    if cut:
-        notes.append(f"{cut} trial(s) were cut short by the interruption; they are re-queued and "
-                     "run again on --resume.")
-    if failed - cut:
-        notes.append(f"{failed - cut} trial(s) failed with an error (the search log names it); "
-                     "the search went on without them.")
+    cut = [t for t in r.get("trials") or [] if t.get("state") == "fail" and t.get("interrupted")]
+    waiting = sum(not t.get("retried") for t in cut)
+    if waiting:
+        notes.append(f"{waiting} trial(s) were cut short by the interruption; they are re-queued "
+                     "and run again on --resume.")
+    if len(cut) - waiting:
+        notes.append(f"{len(cut) - waiting} trial(s) cut short by an interruption were run again "
+                     "on --resume (the cut-short ones stay in the table, failed).")
+    if failed - len(cut):
+        notes.append(f"{failed - len(cut)} trial(s) failed with an error (the search log names "
+                     "it); the search went on without them.")
     if is_num(s.get("trials_requested")) and is_num(s.get("n_finished")) \
             and s["n_finished"] < s["trials_requested"]:
         why = "interrupted" if r.get("interrupted") else "time limit"

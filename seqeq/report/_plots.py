@@ -153,6 +153,8 @@ def _history(fig, report: dict):
         if h["state"] == "complete":
             seen.add(c)
             ax.scatter([h["number"]], [h["val_score"]], s=22, color=col, zorder=3, label=label)
+        elif h["state"] == "fail":  # cut short by Ctrl-C, or failed: its score so far
+            ax.scatter([h["number"]], [h["val_score"]], s=26, marker="x", color=col, zorder=3)
         else:
             ax.scatter([h["number"]], [h["val_score"]], s=22, facecolors="none", edgecolors=col,
                        zorder=3)
@@ -163,6 +165,8 @@ def _history(fig, report: dict):
                 zorder=2)
     if any(h["state"] == "pruned" for h in pts):
         ax.scatter([], [], s=22, facecolors="none", edgecolors="0.4", label="pruned")
+    if any(h["state"] == "fail" for h in pts):
+        ax.scatter([], [], s=26, marker="x", color="0.4", label="cut short / failed")
     ax.set_xlabel("trial number")
     ax.set_ylabel(f"validation {_metric(report)}")
     from matplotlib.ticker import MaxNLocator
