@@ -356,3 +356,20 @@ def test_the_learning_curve_caption_says_how_long_the_retrain_ran():
     assert "whole learning-rate schedule" in _retrain_length({"search": {"final_epochs": "all"}})
     assert "best epoch" in _retrain_length({"search": {"final_epochs": "best"}})
     assert "best epoch count" not in _retrain_length({"search": {"final_epochs": "all"}})
+
+
+def test_the_learning_curves_take_the_chosen_cells_colour(monkeypatch):
+    """A DIRNN's curves were drawn in the first searched cell's (GRU's) colour."""
+    from seqeq.report import _plots
+
+    report = {"search": {"cells": ["gru", "dirnn"], "metric": "accuracy"},
+              "best": {"trial": 1, "spec": {"cell": "dirnn"}, "epochs": 2},
+              "trials": [{"number": 0, "cell": "gru", "val_curve": [0.5]},
+                         {"number": 1, "cell": "dirnn", "val_curve": [0.6, 0.7]}],
+              "final": {"learning_curve": [{"epoch": 1, "train_loss": 1.0},
+                                           {"epoch": 2, "train_loss": 0.5}], "chosen_seed": 0}}
+    fig = _plots._figure(5, 3)
+    _plots._learning(fig, report)
+    want = _plots.cell_colours(report)["dirnn"]
+    lines = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_label() != "best epoch"]
+    assert lines and all(ln.get_color() == want for ln in lines)

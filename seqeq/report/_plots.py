@@ -252,9 +252,12 @@ def _learning(fig, report: dict):
     from matplotlib.ticker import MaxNLocator
 
     ax_loss, ax_val = fig.subplots(1, 2)
+    # the chosen cell's colour, as in every other plot
+    col = cell_colours(report).get(((report.get("best") or {}).get("spec") or {}).get("cell"),
+                                   "0.3")
     if curve:
         ax_loss.plot([r["epoch"] for r in curve], [r["train_loss"] for r in curve], marker="o",
-                     ms=4, color="#1f77b4")
+                     ms=4, color=col)
     else:
         ax_loss.text(0.5, 0.5, "no training record", ha="center", va="center",
                      transform=ax_loss.transAxes, color="0.4")
@@ -264,7 +267,7 @@ def _learning(fig, report: dict):
     ax_loss.set_ylabel("train loss (cross-entropy)")
     if val_pts:
         xs, ys = zip(*val_pts, strict=True)
-        ax_val.plot(xs, ys, marker="s", ms=4, color="#ff7f0e")
+        ax_val.plot(xs, ys, marker="s", ms=4, color=col, ls="--")
         best_epoch = (report.get("best") or {}).get("epochs")
         if is_num(best_epoch) and best_epoch <= len(val):
             ax_val.axvline(best_epoch, color="0.5", ls=":", lw=1, label="best epoch")
