@@ -373,3 +373,22 @@ def test_the_learning_curves_take_the_chosen_cells_colour(monkeypatch):
     want = _plots.cell_colours(report)["dirnn"]
     lines = [ln for ax in fig.axes for ln in ax.get_lines() if ln.get_label() != "best epoch"]
     assert lines and all(ln.get_color() == want for ln in lines)
+
+
+def test_the_size_plot_spans_the_trials_ends_its_front_at_the_budget_and_numbers_it():
+    from seqeq.report import _plots
+
+    trials = [{"number": n, "cell": "gru", "state": "complete", "size_bytes": b,
+               "val_score": v} for n, b, v in ((0, 15000, 0.8), (1, 16500, 0.9),
+                                                (2, 18000, 0.85))]
+    report = {"search": {"cells": ["gru"], "budget_kb": 20, "metric": "accuracy"},
+              "trials": trials, "best": {"trial": 1},
+              "derived": {"pareto_front": [0, 1]}}
+    fig = _plots._figure(5, 3)
+    _plots._size_vs_score(fig, report)
+    ax = fig.axes[0]
+    lo, hi = ax.get_xlim()
+    assert lo > 10 and hi > 20  # not from 0 KiB: the points would crowd into a corner
+    stair = [ln for ln in ax.get_lines() if ln.get_drawstyle() == "steps-post"][0]
+    assert max(stair.get_xdata()) == 20  # ends at the budget line
+    assert {t.get_text() for t in ax.texts} == {"#0", "#1"}

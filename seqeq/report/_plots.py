@@ -113,15 +113,25 @@ def _size_vs_score(fig, report: dict):
     front = [by_number[n] for n in report["derived"]["pareto_front"] if n in by_number]
     search = report.get("search") or {}
     budget = search.get("budget_kb")
-    xmax = max([t["size_bytes"] / 1024 for t in trials] + ([budget] if is_num(budget) else []))
-    xmax *= 1.08
+    sizes = [t["size_bytes"] / 1024 for t in trials]
+    xmax = max(sizes + ([budget] if is_num(budget) else []))
+    # the axis spans the trials (and the budget), not 0..budget: small models would crowd
+    # into one corner
+    xmin = min(sizes)
+    pad = 0.08 * max(xmax - xmin, 0.05 * xmax)
+    left, right = max(0.0, xmin - pad), xmax + pad
     if front:
-        # the staircase: nothing at a size scores more than the last front point to its left
-        xs = [t["size_bytes"] / 1024 for t in front] + [xmax]
+        # the staircase: nothing at a size scores more than the last front point to its left;
+        # it ends at the budget (nothing beyond it was trained)
+        end = budget if is_num(budget) else right
+        xs = [t["size_bytes"] / 1024 for t in front] + [end]
         ys = [t["val_score"] for t in front] + [front[-1]["val_score"]]
         ax.plot(xs, ys, drawstyle="steps-post", color="0.25", lw=1, zorder=2)
         ax.scatter(xs[:-1], ys[:-1], s=70, facecolors="none", edgecolors="0.25", lw=1,
                    zorder=4)
+        for t in front:  # the trial numbers, for `seqeq export --trial N`
+            ax.annotate(f"#{t['number']}", (t["size_bytes"] / 1024, t["val_score"]),
+                        xytext=(4, -10), textcoords="offset points", fontsize=7, color="0.25")
         ax.plot([], [], color="0.25", lw=1, marker="o", mfc="none", ms=8, label="Pareto front")
     if is_num(budget):
         ax.axvline(budget, color="crimson", ls="--", lw=1.2, zorder=1,
@@ -131,7 +141,7 @@ def _size_vs_score(fig, report: dict):
         ax.scatter([chosen["size_bytes"] / 1024], [chosen["val_score"]], marker="*", s=220,
                    color="gold", edgecolor="black", linewidth=0.8, zorder=5,
                    label=f"chosen (trial {chosen['number']})")
-    ax.set_xlim(0, xmax)
+    ax.set_xlim(left, right)
     ax.set_xlabel(f"model size (KiB of parameters, {_size_unit(report)})")
     ax.set_ylabel(f"validation {_metric(report)}")
     fig.legend(loc="outside right upper", frameon=False)
