@@ -94,7 +94,9 @@ def predict(model_path: str | Path, data: str | Path, *, proba: bool = False,
             fmt: str | None = None, id_col: str | None = None, time_col: str | None = None,
             label_col: str | None = None, nan: str = "reject", decimal: str | None = None):
     """Predict labels (and class probabilities) for every series of ``data`` from an .onnx file
-    alone, with onnxruntime (torch is not imported). Returns a pandas DataFrame."""
+    alone, with onnxruntime (torch is not imported). Returns a pandas DataFrame; where the data
+    carries labels, ``df.attrs["evaluation"]`` holds the accuracy and the confusion matrix
+    (rows: true class, columns: predicted, in the model's class order)."""
     import pandas as pd
 
     from .datasets import load_file
@@ -110,4 +112,22 @@ def predict(model_path: str | Path, data: str | Path, *, proba: bool = False,
     if proba:
         for i, c in enumerate(clf.class_names):
             df[f"p_{c}"] = probs[:, i]
+    if ds.y is not None:
+        df.attrs["evaluation"] = _evaluation(clf.class_names, ds, probs.argmax(1))
     return df
+
+
+def _evaluation(class_names: list[str], ds, pred: np.ndarray) -> dict:
+    """Accuracy and confusion matrix of ``pred`` (model class indices) against the data's own
+    labels, matched to the model's classes by name; labels the model does not know are counted
+    apart (they cannot be predicted)."""
+    index = {c: k for k, c in enumerate(class_names)}
+    true = np.array([index.get(str(ds.class_names[y]), -1) for y in ds.y])
+    known = true >= 0
+    C = len(class_names)
+    counts = np.zeros((C, C), dtype=int)
+    np.add.at(counts, (true[known], pred[known]), 1)
+    unknown = sorted({str(ds.class_names[y]) for y, k in zip(ds.y, known, strict=True) if not k})
+    return {"accuracy": float(np.mean(pred[known] == true[known])) if known.any() else None,
+            "n_labelled": int(known.sum()), "unknown_labels": unknown,
+            "confusion_matrix": {"class_names": list(class_names), "counts": counts.tolist()}}

@@ -371,6 +371,23 @@ def export(
                    f"{what}", err=True)
 
 
+def _print_evaluation(ev: dict) -> None:
+    cm = ev["confusion_matrix"]
+    names, counts = cm["class_names"], cm["counts"]
+    acc = ev["accuracy"]
+    lines = [f"accuracy {acc:.4f} on {ev['n_labelled']} labelled series" if acc is not None
+             else "no series carries a label the model knows"]
+    if ev["unknown_labels"]:
+        lines.append(f"labels the model does not know (not counted): "
+                     f"{', '.join(ev['unknown_labels'])}")
+    w = max([len(n) for n in names] + [len(str(v)) for row in counts for v in row] + [4])
+    lines.append("confusion matrix (rows: true, columns: predicted)")
+    lines.append(" " * (w + 1) + " ".join(n.rjust(w) for n in names))
+    lines += [n.rjust(w) + " " + " ".join(str(v).rjust(w) for v in row)
+              for n, row in zip(names, counts, strict=True)]
+    typer.echo("\n".join(lines), err=True)
+
+
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(metavar="MODEL",
@@ -404,6 +421,9 @@ def predict(
                              "Use e.g. --out preds.csv or --out preds.parquet")
         df = api.predict(model, data, proba=proba, fmt=fmt, id_col=id_col, time_col=time_col,
                          label_col=label_col, nan=nan, decimal=decimal)
+        ev = df.attrs.get("evaluation")
+        if ev is not None:  # on stderr: stdout stays the predictions' CSV
+            _print_evaluation(ev)
         if out is None:
             df.to_csv(sys.stdout, index=False)
             return

@@ -228,3 +228,32 @@ def test_the_study_records_what_it_was_searched_under(tmp_path, walks):
     assert attrs["budget_kb"] == 3 and attrs["metric"] == "macro_f1"
     assert attrs["quantize"] == "none" and attrs["ensemble"] == 1
     assert len(attrs["data_fingerprint"]) >= 8 and attrs["data"] == "walks"
+
+
+def test_predict_on_labelled_data_prints_accuracy_and_confusion(tmp_path, walks):
+    import pandas as pd
+    from typer.testing import CliRunner
+
+    from seqeq.api import predict, run_on
+    from seqeq.cli import app
+    from seqeq.config import RunConfig
+
+    d = walks(n=40, T=8, C=1, seed=2)
+    res = run_on(d, None, RunConfig.of(budget_kb=2, trials=1, epochs=1, final_seeds=1,
+                                       cells=("gru",), device="cpu"), tmp_path / "r")
+    rows = [{"series": i, "t": t, "c0": float(d.X[i, t, 0]), "label": d.class_names[d.y[i]]}
+            for i in range(d.n_series) for t in range(8)]
+    rows += [{"series": 99, "t": t, "c0": 0.0, "label": "other"} for t in range(8)]
+    path = tmp_path / "d.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    df = predict(res.onnx_path, path)
+    ev = df.attrs["evaluation"]
+    pred = df.set_index("id").loc[list(range(40)), "label"].to_numpy()
+    truth = np.asarray(d.class_names)[d.y]
+    assert ev["n_labelled"] == 40 and ev["unknown_labels"] == ["other"]
+    assert ev["accuracy"] == pytest.approx(float(np.mean(pred == truth)))
+    assert sum(map(sum, ev["confusion_matrix"]["counts"])) == 40
+    r = CliRunner().invoke(app, ["predict", res.onnx_path, str(path), "--proba"])
+    assert r.exit_code == 0, r.output
+    assert f"accuracy {ev['accuracy']:.4f} on 40 labelled series" in r.output
+    assert "confusion matrix" in r.output and "p_calm" in r.output
