@@ -421,20 +421,21 @@ def predict(
                              "Use e.g. --out preds.csv or --out preds.parquet")
         df = api.predict(model, data, proba=proba, fmt=fmt, id_col=id_col, time_col=time_col,
                          label_col=label_col, nan=nan, decimal=decimal)
-        ev = df.attrs.get("evaluation")
-        if ev is not None:  # on stderr: stdout stays the predictions' CSV
-            _print_evaluation(ev)
         if out is None:
             df.to_csv(sys.stdout, index=False)
-            return
-        from ._io import atomic_write_bytes
-
-        if out.suffix == ".parquet":
-            buf = io.BytesIO()
-            df.to_parquet(buf, index=False)
-            atomic_write_bytes(out, buf.getvalue())
+            sys.stdout.flush()
         else:
-            atomic_write_bytes(out, df.to_csv(index=False).encode("utf-8"))
+            from ._io import atomic_write_bytes
+
+            if out.suffix == ".parquet":
+                buf = io.BytesIO()
+                df.to_parquet(buf, index=False)
+                atomic_write_bytes(out, buf.getvalue())
+            else:
+                atomic_write_bytes(out, df.to_csv(index=False).encode("utf-8"))
+        ev = df.attrs.get("evaluation")
+        if ev is not None:  # after the predictions, on stderr: stdout stays their CSV
+            _print_evaluation(ev)
 
 
 @app.command()
