@@ -615,6 +615,11 @@ def compile_step_graph(step: onnx.ModelProto, fn: str) -> tuple[str, str, dict[s
                                                   "macs": comp.macs}
 
 
+def state_struct_bytes(state_size: int, n_classes: int) -> int:
+    """Bytes of the generated ``NAME_state`` struct: the state, the logits, the probabilities."""
+    return 4 * (state_size + 2 * n_classes)
+
+
 def _float(v: float) -> str:
     v = float(v)
     if v != v or v in (float("inf"), float("-inf")):
@@ -644,15 +649,16 @@ def export_c(model, spec, path: str | Path, *, class_names, channel_names,
     if path.suffix != ".c":
         raise SeqeqError(f"{path} does not end in .c", "Name the output file *.c")
     prefix = c_identifier(path.stem)
-    ref = model.float().cpu()
+    ref = copy.deepcopy(model).float().cpu().eval()
     step = build_streaming_model(model, quantize=quantize)
     consts, func, sizes = compile_step_graph(step, f"{prefix}_step_graph")
-    S = max(b for _, b in state_layout(ref).values())
+    layout = state_layout(ref)
+    S = max(b for _, b in layout.values())
     C, K = len(channel_names), len(class_names)
     P = prefix.upper()
-    s0 = initial_state(ref)
+    s0 = initial_state(ref, layout)
     guard = f"{P}_H"
-    state_bytes = 4 * (S + 2 * K)
+    state_bytes = state_struct_bytes(S, K)
     size = f"{spec.hidden_size} units" + (f" x {spec.members}" if spec.members > 1 else "")
     header = f"""/* {path.stem}.h -- a seqeq {__version__} {spec.cell} classifier ({size}) for
  * microcontrollers.

@@ -735,30 +735,49 @@ def export_onnx(model: nn.Module, spec, path: str | Path, *, class_names, channe
     """
     class_names, channel_names = _check_inputs(model, spec, class_names, channel_names,
                                                quantize, opset)
-    try:
-        meta_json = json.dumps(metadata or {}, sort_keys=True)
-    except TypeError as e:
-        raise SeqeqError(f"export metadata is not JSON-serialisable ({e})") from None
+    meta_json = metadata_json(metadata)
     m = build_onnx_model(model, opset=opset, quantize=quantize, backend=backend,
                          _trace_length=_trace_length)
-    props = {
-        F.KEY_FORMAT: F.FORMAT,
+    data, info = write_model_file(
+        m, path, model, spec, fmt=F.FORMAT, class_names=class_names,
+        channel_names=channel_names, quantize=quantize, meta_json=meta_json, opset=opset,
+        doc=(f"seqeq {__version__} {spec.cell} classifier: x float32 (batch, time, "
+             f"{len(channel_names)}) raw data + lengths int64 (batch,) -> logits, "
+             f"probabilities (batch, {len(class_names)})"))
+    return {**info, "max_abs_error": _verify(data, model, quantize) if verify else None}
+
+
+def metadata_json(metadata: dict[str, Any] | None) -> str:
+    """The caller's export metadata as JSON, or a one-line error naming why it is not."""
+    try:
+        return json.dumps(metadata or {}, sort_keys=True)
+    except TypeError as e:
+        raise SeqeqError(f"export metadata is not JSON-serialisable ({e})") from None
+
+
+def write_model_file(m: onnx.ModelProto, path, model: nn.Module, spec, *, fmt: str,
+                     class_names, channel_names, quantize: str | None, meta_json: str,
+                     opset: int, doc: str, extra_props: dict[str, str] | None = None
+                     ) -> tuple[bytes, dict[str, Any]]:
+    """Give ``m`` seqeq's metadata (format ``fmt``, ``extra_props`` beside it) and ``doc``,
+    check it, write it to ``path`` atomically; returns (its bytes, the export's info: path,
+    sizes, parameter count, opset, quantisation, node count)."""
+    helper.set_model_props(m, {
+        F.KEY_FORMAT: fmt,
         F.KEY_VERSION: __version__,
         F.KEY_SPEC: json.dumps(spec.to_dict(), sort_keys=True),
         F.KEY_CLASS_NAMES: json.dumps(class_names),
         F.KEY_CHANNEL_NAMES: json.dumps(channel_names),
         F.KEY_QUANTIZE: quantize or "none",
         F.KEY_METADATA: meta_json,
-    }
-    helper.set_model_props(m, props)
-    m.doc_string = (f"seqeq {__version__} {spec.cell} classifier: x float32 (batch, time, "
-                    f"{len(channel_names)}) raw data + lengths int64 (batch,) -> logits, "
-                    f"probabilities (batch, {len(class_names)})")
+        **(extra_props or {}),
+    })
+    m.doc_string = doc
     onnx.checker.check_model(m, full_check=True)
     data = m.SerializeToString()
     atomic_write_bytes(path, data)
     weight_bytes, n_params = _weight_bytes(model, quantize)
-    return {
+    return data, {
         "path": str(path),
         "file_bytes": len(data),
         "weight_bytes": weight_bytes,
@@ -766,5 +785,4 @@ def export_onnx(model: nn.Module, spec, path: str | Path, *, class_names, channe
         "opset": int(opset),
         "quantize": quantize or "none",
         "num_nodes": count_nodes(m.graph),
-        "max_abs_error": _verify(data, model, quantize) if verify else None,
     }

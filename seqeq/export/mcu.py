@@ -270,7 +270,7 @@ def device_cost(spec) -> dict[str, int]:
     import json as _json
 
     from ..models import build_model
-    from .c_source import compile_step_graph
+    from .c_source import compile_step_graph, state_struct_bytes
     from .streaming import build_streaming_model, state_layout
 
     key = _json.dumps(spec.to_dict(), sort_keys=True)
@@ -278,7 +278,7 @@ def device_cost(spec) -> dict[str, int]:
         model = build_model(spec, seed=0).eval()
         _, _, sizes = compile_step_graph(build_streaming_model(model), "cost")
         S = max(b for _, b in state_layout(model).values())
-        state = 4 * (S + 2 * spec.num_classes)
+        state = state_struct_bytes(S, spec.num_classes)
         _COSTS[key] = {"ram_bytes": state + sizes["scratch"], "macs_per_step": sizes["macs"]}
     return _COSTS[key]
 

@@ -45,7 +45,6 @@ from onnx import TensorProto, helper
 from torch import nn
 
 from .. import __version__
-from .._io import atomic_write_bytes
 from ..errors import SeqeqError
 from ..models import CONV_KERNEL
 from . import _format as F
@@ -57,8 +56,8 @@ from .exporter import (
     _h0_row,
     _int8_weights,
     _trace,
-    _weight_bytes,
-    count_nodes,
+    metadata_json,
+    write_model_file,
 )
 from .quantize import quantization_plan, quantize_model_weights
 
@@ -109,13 +108,14 @@ def lookback(model: nn.Module) -> int:
                      "n_timesteps")
 
 
-def state_layout(model: nn.Module) -> dict[str, tuple[int, int]]:
-    """``{part: (start, stop)}`` of the streaming state vector (see the module docstring)."""
+def state_layout(model: nn.Module, R: int | None = None) -> dict[str, tuple[int, int]]:
+    """``{part: (start, stop)}`` of the streaming state vector (see the module docstring);
+    ``R``: the cell's :func:`lookback`, where already measured."""
     out, o = {}, 0
     parts = [("h", model.cell.state_size)]
     if model.front is not None:
         parts.append(("window", (CONV_KERNEL - 1) * model.input_size))
-    R = lookback(model)
+    R = lookback(model) if R is None else R
     if R > 1:
         parts += [("lookback", (R - 1) * _cell_width(model)), ("seen", 1)]
     if model.pool > 1:
@@ -126,9 +126,10 @@ def state_layout(model: nn.Module) -> dict[str, tuple[int, int]]:
     return out
 
 
-def initial_state(model: nn.Module) -> np.ndarray:
-    """The state before the first sample, ``(S,)`` float32: the cell's ``h_0``, zeros elsewhere."""
-    lay = state_layout(model)
+def initial_state(model: nn.Module, layout: dict | None = None) -> np.ndarray:
+    """The state before the first sample, ``(S,)`` float32: the cell's ``h_0``, zeros elsewhere
+    (``layout``: the model's :func:`state_layout`, where already known)."""
+    lay = state_layout(model) if layout is None else layout
     s = np.zeros(max(b for _, b in lay.values()), np.float32)
     a, b = lay["h"]
     s[a:b] = _h0_row(model.cell)[0]
@@ -142,8 +143,8 @@ class Streaming(nn.Module):
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
-        self.layout = state_layout(model)
         self.lookback = lookback(model)
+        self.layout = state_layout(model, self.lookback)
 
     def forward(self, x_t: torch.Tensor, state: torch.Tensor):
         m, lay = self.model, self.layout
@@ -202,7 +203,6 @@ def build_streaming_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
                           quantize: str | None = None, backend: str = "auto") -> onnx.ModelProto:
     """The ONNX graph of one step of ``model`` (no metadata); see the module docstring."""
     model = copy.deepcopy(model).float().cpu().eval()
-    lookback(model)  # a cell that cannot stream is refused before anything is traced
     plan = {}
     if quantize == "int8":
         plan = quantization_plan(model)
@@ -211,7 +211,8 @@ def build_streaming_model(model: nn.Module, *, opset: int = DEFAULT_OPSET,
     S = max(b for _, b in wrapper.layout.values())
     g = torch.Generator().manual_seed(0)
     x_ex = model.mean + model.std * torch.randn(_TRACE_BATCH, model.input_size, generator=g)
-    s_ex = torch.as_tensor(initial_state(model)).expand(_TRACE_BATCH, S).contiguous()
+    s0 = initial_state(model, wrapper.layout)
+    s_ex = torch.as_tensor(s0).expand(_TRACE_BATCH, S).contiguous()
     traced = _trace(wrapper, (x_ex, s_ex), [F.INPUT_X_T, F.INPUT_STATE],
                     [F.OUTPUT_STATE, F.OUTPUT_LOGITS, F.OUTPUT_PROBABILITIES],
                     {F.INPUT_X_T: {0: "batch"}, F.INPUT_STATE: {0: "batch"},
@@ -281,42 +282,22 @@ def export_streaming_onnx(model: nn.Module, spec, path: str | Path, *, class_nam
     """
     class_names, channel_names = _check_inputs(model, spec, class_names, channel_names,
                                                quantize, opset)
-    try:
-        meta_json = json.dumps(metadata or {}, sort_keys=True)
-    except TypeError as e:
-        raise SeqeqError(f"export metadata is not JSON-serialisable ({e})") from None
+    meta_json = metadata_json(metadata)
     m = build_streaming_model(model, opset=opset, quantize=quantize, backend=backend)
-    ref = model.float().cpu()
+    ref = copy.deepcopy(model).float().cpu().eval()
     layout = state_layout(ref)
     S = max(b for _, b in layout.values())
-    helper.set_model_props(m, {
-        F.KEY_FORMAT: F.FORMAT_STREAMING,
-        F.KEY_VERSION: __version__,
-        F.KEY_SPEC: json.dumps(spec.to_dict(), sort_keys=True),
-        F.KEY_CLASS_NAMES: json.dumps(class_names),
-        F.KEY_CHANNEL_NAMES: json.dumps(channel_names),
-        F.KEY_QUANTIZE: quantize or "none",
-        F.KEY_METADATA: meta_json,
-        F.KEY_STREAMING: json.dumps({"state_size": S, "layout": layout,
-                                     "pool": int(ref.pool)}, sort_keys=True),
-        F.KEY_INITIAL_STATE: json.dumps([float(v) for v in initial_state(ref)]),
-    })
-    m.doc_string = (f"seqeq {__version__} {spec.cell} classifier, one time step: x_t float32 "
-                    f"(batch, {len(channel_names)}) raw + state float32 (batch, {S}) -> "
-                    f"state_next, logits, probabilities (batch, {len(class_names)}); start "
-                    "from the metadata's seqeq.initial_state")
-    onnx.checker.check_model(m, full_check=True)
-    data = m.SerializeToString()
-    atomic_write_bytes(path, data)
-    weight_bytes, n_params = _weight_bytes(model, quantize)
-    return {
-        "path": str(path),
-        "file_bytes": len(data),
-        "weight_bytes": weight_bytes,
-        "param_count": n_params,
-        "opset": int(opset),
-        "quantize": quantize or "none",
-        "num_nodes": count_nodes(m.graph),
-        "state_size": S,
-        "max_abs_error": _verify(data, model, quantize) if verify else None,
-    }
+    data, info = write_model_file(
+        m, path, model, spec, fmt=F.FORMAT_STREAMING, class_names=class_names,
+        channel_names=channel_names, quantize=quantize, meta_json=meta_json, opset=opset,
+        doc=(f"seqeq {__version__} {spec.cell} classifier, one time step: x_t float32 "
+             f"(batch, {len(channel_names)}) raw + state float32 (batch, {S}) -> state_next, "
+             f"logits, probabilities (batch, {len(class_names)}); start from the metadata's "
+             "seqeq.initial_state"),
+        extra_props={
+            F.KEY_STREAMING: json.dumps({"state_size": S, "layout": layout,
+                                         "pool": int(ref.pool)}, sort_keys=True),
+            F.KEY_INITIAL_STATE: json.dumps([float(v) for v in initial_state(ref, layout)]),
+        })
+    return {**info, "state_size": S,
+            "max_abs_error": _verify(data, model, quantize) if verify else None}
