@@ -331,30 +331,26 @@ class RunConfig:
 _PART_OF = {f.name: part for part, cls in _PARTS.items() for f in fields(cls)}
 
 
+def _auto_or_number(kw: dict, key: str, what: str, fix: str) -> dict:
+    """``kw`` with the CLI's text for ``key`` read: ``auto`` as None, else a number."""
+    text = kw.get(key)
+    if not isinstance(text, str):
+        return kw
+    if text.strip().lower() == "auto":
+        return {**kw, key: None}
+    try:
+        return {**kw, key: float(text)}
+    except ValueError:
+        raise SeqeqError(f"{opt(key)} {text!r} is neither auto nor {what}", fix) from None
+
+
 def search_options(kw: dict) -> dict:
     """Search settings given as text (the CLI's ``--cells gru,irnn``, ``--rotate auto|DEG`` and
     ``--augment auto|S``) as :class:`SearchConfig` values; other settings pass through."""
-    aug = kw.get("augment")
-    if isinstance(aug, str):
-        if aug.strip().lower() == "auto":
-            kw = {**kw, "augment": None}
-        else:
-            try:
-                kw = {**kw, "augment": float(aug)}
-            except ValueError:
-                raise SeqeqError(f"{opt('augment')} {aug!r} is neither auto nor a strength",
-                                 "Use auto, 0 (off) or a strength such as 0.1") from None
-    rot = kw.get("rotate")
-    if isinstance(rot, str):  # the CLI's text: auto or an angle
-        if rot.strip().lower() == "auto":
-            kw = {**kw, "rotate": None}
-        else:
-            try:
-                kw = {**kw, "rotate": float(rot)}
-            except ValueError:
-                raise SeqeqError(f"{opt('rotate')} {rot!r} is neither auto nor an angle",
-                                 "Use auto, 0 (no rotation) or a maximum angle such as 30"
-                                 ) from None
+    kw = _auto_or_number(kw, "augment", "a strength",
+                         "Use auto, 0 (off) or a strength such as 0.1")
+    kw = _auto_or_number(kw, "rotate", "an angle",
+                         "Use auto, 0 (no rotation) or a maximum angle such as 30")
     if "cells" in kw and isinstance(kw["cells"], str):
         cells = tuple(c.strip() for c in kw["cells"].split(",") if c.strip())
         if not cells:
