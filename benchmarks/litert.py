@@ -1,4 +1,4 @@
-"""The streaming model on the Android / TFLite Micro route: onnx2tf -> LiteRT, run in ai-edge-litert.
+"""The streaming model on the Android / TFLite Micro route: onnx2tf -> LiteRT, in ai-edge-litert.
 
 Two steps, because TensorFlow and torch rarely share an environment:
 
