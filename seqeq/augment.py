@@ -10,10 +10,11 @@ amplitude scaling, jitter and time shifts did not help.
 
 Amplitude distortions (:func:`warp_magnitudes`) need no knowledge of the channels: each series
 is scaled per channel, multiplied by a smooth random curve through a few knots, and given a
-little noise, all in units of the channel's standard deviation. They help where data is scarce
-(``benchmarks/RESULTS.md``, "Amplitude augmentation": OSULeaf GRU 57.9 -> 66.4 %, ArrowHead
-58.3 -> 65.7 %) and, like rotations' cousins scaling and jitter on HAR-2, not on 7,000 series,
-and on ACSF1, whose appliances differ in power, they cost 5 points. Searched on or off (``--augment
+little noise, all in units of the channel's standard deviation. Measured on one GRU
+configuration over 3 seeds (``benchmarks/augment_small.py``, RESULTS.md "Amplitude
+augmentation"): OSULeaf 57.9 -> 62.4 %, ArrowHead 58.3 -> 55.6 %; a prototype cost ACSF1,
+whose appliances differ in power, 5 points; scaling and jitter did not help HAR-2's 7,000
+series. Searched on or off (``--augment
 auto``, below ``AUGMENT_BELOW`` training series) they did not lift the development suite (median
 ratio 0.928 -> 0.883 in one run per problem, worst 0.582 -> 0.648), so they are off unless asked
 for (``--augment 0.1``).

@@ -517,8 +517,8 @@ def _suggest_augment(trial: optuna.Trial, cfg: RunConfig, n_fit: int) -> float:
     """The strength of the trial's amplitude distortions (``seqeq.augment.warp_magnitudes``):
     ``--augment S`` when given; none for trials that train on :data:`~seqeq.augment.AUGMENT_BELOW`
     series or more (on HAR-2's 7,000, scaling and jitter did not help); below, searched between
-    none and :data:`~seqeq.augment.AUGMENT_STRENGTH`: they helped the shape problems (OSULeaf,
-    ArrowHead) and hurt ACSF1, whose classes differ in amplitude."""
+    none and :data:`~seqeq.augment.AUGMENT_STRENGTH`: they helped OSULeaf and not ArrowHead
+    (``benchmarks/augment_small.py``), so the data decides."""
     if cfg.search.augment is not None:
         return float(cfg.search.augment)
     if n_fit >= AUGMENT_BELOW:
