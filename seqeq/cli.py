@@ -177,9 +177,15 @@ def _describe_spec(spec: dict) -> str:
             + (f"  ({', '.join(front)})" if front else ""))
 
 
+def _print_json(obj) -> None:
+    """One JSON document on stdout (what ``--json`` prints on every command)."""
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+    sys.stdout.flush()
+
+
 def _print_result(res, as_json: bool) -> None:
     if as_json:
-        sys.stdout.write(json.dumps(res.to_dict(), indent=2, default=str) + "\n")
+        _print_json(res.to_dict())
         return
     from rich.table import Table
 
@@ -346,6 +352,7 @@ def export(
     streaming: Annotated[bool, typer.Option(
         help="Write one time step (x_t and state in; state_next, logits, probabilities out), "
         "a graph without Loop for runtimes and converters that have none.")] = False,
+    as_json: AsJson = False,
 ):
     """Export the best model of a run to ONNX, C source, or another registered export target.
 
@@ -367,6 +374,9 @@ def export(
                 else f"the final model of {info['run_dir']}")
         step = (f", one time step with a state of {info['state_size']} floats"
                 if "state_size" in info else "")
+        if as_json:
+            _print_json({"out_path": str(out_path), **info})
+            return
         typer.echo(f"wrote {out_path} ({info.get('file_bytes', 0) / 1024:.1f} KiB{step}): "
                    f"{what}", err=True)
 
@@ -406,6 +416,9 @@ def predict(
         "predictions).")] = None,
     nan: Annotated[str, typer.Option(help="reject | fill.")] = "reject",
     decimal: Decimal = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object on stdout: the predictions (unless --out "
+        "writes them), and the accuracy and confusion matrix where DATA has labels.")] = False,
 ):
     """Label every series of DATA with an exported model (onnxruntime only, no torch).
 
@@ -421,6 +434,12 @@ def predict(
                              "Use e.g. --out preds.csv or --out preds.parquet")
         df = api.predict(model, data, proba=proba, fmt=fmt, id_col=id_col, time_col=time_col,
                          label_col=label_col, nan=nan, decimal=decimal)
+        ev = df.attrs.get("evaluation")
+        if as_json and out is None:
+            _print_json({"model": str(model), "n_series": len(df), "out": None,
+                         "predictions": json.loads(df.to_json(orient="records")),
+                         "evaluation": ev})
+            return
         if out is None:
             df.to_csv(sys.stdout, index=False)
             sys.stdout.flush()
@@ -433,7 +452,10 @@ def predict(
                 atomic_write_bytes(out, buf.getvalue())
             else:
                 atomic_write_bytes(out, df.to_csv(index=False).encode("utf-8"))
-        ev = df.attrs.get("evaluation")
+        if as_json:
+            _print_json({"model": str(model), "n_series": len(df), "out": str(out),
+                         "evaluation": ev})
+            return
         if ev is not None:  # after the predictions, on stderr: stdout stays their CSV
             _print_evaluation(ev)
 
@@ -443,6 +465,8 @@ def datasets(
     data_dir: Annotated[str | None, typer.Option(
         "--data-dir", help="Folder of the staged benchmark data (default: $SEQEQ_DATA_DIR, "
         "else ~/.cache/seqeq/data).")] = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the list as JSON on stdout.")] = False,
 ):
     """List the built-in benchmarks and whether their data is present.
 
@@ -454,10 +478,16 @@ def datasets(
     from .datasets import list_benchmarks
 
     with _user_errors():
+        found = list_benchmarks(data_dir)
+        if as_json:
+            import dataclasses
+
+            _print_json([dataclasses.asdict(b) for b in found])
+            return
         t = Table(title="seqeq benchmarks")
         for col in ("name", "present", "shape", "description"):
             t.add_column(col)
-        for b in list_benchmarks(data_dir):
+        for b in found:
             t.add_row(b.name, "yes" if b.present else f"no ({b.file})", str(b.shape or ""),
                       b.description)
         Console().print(t)
@@ -466,6 +496,9 @@ def datasets(
 @app.command()
 def report(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run directory.")],
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the report (report.json's content) and the HTML file's path as "
+        "JSON on stdout.")] = False,
 ):
     """Regenerate report.html from a run's report.json.
 
@@ -474,7 +507,11 @@ def report(
     from .report import read_report, write_html
 
     with _user_errors():
-        path = write_html(read_report(run_dir / "report.json"), run_dir)
+        rep = read_report(run_dir / "report.json")
+        path = write_html(rep, run_dir)
+        if as_json:
+            _print_json({"report_html": str(path), "report": rep})
+            return
         typer.echo(f"wrote {path}", err=True)
 
 

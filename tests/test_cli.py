@@ -257,3 +257,41 @@ def test_predict_on_labelled_data_prints_accuracy_and_confusion(tmp_path, walks)
     assert r.exit_code == 0, r.output
     assert f"accuracy {ev['accuracy']:.4f} on 40 labelled series" in r.output
     assert "confusion matrix" in r.output and "p_calm" in r.output
+
+
+def test_every_command_that_prints_a_result_prints_it_as_json(tmp_path, walks, data_dir):
+    import pandas as pd
+
+    from seqeq.api import run_on
+    from seqeq.config import RunConfig
+
+    d = walks(n=40, T=8, C=1, seed=3)
+    res = run_on(d, None, RunConfig.of(budget_kb=2, trials=1, epochs=1, final_seeds=1,
+                                       cells=("gru",), device="cpu"), tmp_path / "r")
+    rows = [{"series": i, "t": t, "c0": float(d.X[i, t, 0]), "label": d.class_names[d.y[i]]}
+            for i in range(d.n_series) for t in range(8)]
+    path = tmp_path / "d.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+    out = json.loads(_invoke(["predict", res.onnx_path, str(path), "--proba", "--json"]).stdout)
+    assert out["n_series"] == 40 and len(out["predictions"]) == 40 and out["out"] is None
+    assert {"id", "label", "p_calm"} <= set(out["predictions"][0])
+    assert out["evaluation"]["n_labelled"] == 40
+    assert sum(map(sum, out["evaluation"]["confusion_matrix"]["counts"])) == 40
+    # with --out the predictions go to the file and the JSON says where
+    out = json.loads(_invoke(["predict", res.onnx_path, str(path), "--json",
+                              "--out", str(tmp_path / "p.csv")]).stdout)
+    assert out["out"] == str(tmp_path / "p.csv") and "predictions" not in out
+    assert len(pd.read_csv(tmp_path / "p.csv")) == 40
+
+    out = json.loads(_invoke(["export", str(tmp_path / "m.onnx"), "--run", res.run_dir,
+                              "--json"]).stdout)
+    assert out["out_path"] == str(tmp_path / "m.onnx") and out["origin"] == "final"
+    assert out["run_dir"] == res.run_dir and out["file_bytes"] > 0
+
+    out = json.loads(_invoke(["report", res.run_dir, "--json"]).stdout)
+    assert out["report_html"].endswith("report.html") and "search" in out["report"]
+
+    out = json.loads(_invoke(["datasets", "--data-dir", str(data_dir), "--json"]).stdout)
+    rw = next(b for b in out if b["name"] == "randomwalk")
+    assert rw["present"] is True and rw["n_classes"] >= 2
