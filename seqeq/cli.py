@@ -22,7 +22,7 @@ app = typer.Typer(
     name="seqeq",
     help="AutoML for sequence classification with small, stable recurrent cells, exported to ONNX.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
@@ -95,8 +95,31 @@ Timeout = Annotated[float | None, typer.Option(
          "at least 150; 0: none). The search ends at --trials or this, whichever is first.")]
 Seed = Annotated[int, typer.Option(help="Seed for splits, sampler and training.")]
 Out = Annotated[Path | None, typer.Option(help="Run directory (default runs/<name>-<time>).")]
+def _complete_cells(incomplete: str) -> list[str]:
+    """Shell completion of ``--cells``: the registered cells, after the ones already typed."""
+    from .cells import list_cells
+
+    done, _, last = incomplete.rpartition(",")
+    head = f"{done}," if done else ""
+    return [head + c for c in list_cells() if c.startswith(last) and c not in done.split(",")]
+
+
+def _complete_benchmarks(incomplete: str) -> list[str]:
+    """Shell completion of ``bench NAME``: the built-in benchmarks and the staged UCR/UEA sets."""
+    from .datasets import list_benchmarks
+
+    return [b.name for b in list_benchmarks() if b.name.startswith(incomplete)]
+
+
+def _complete_targets(incomplete: str) -> list[str]:
+    from .export.targets import list_targets
+
+    return [t.name for t in list_targets() if t.name.startswith(incomplete)]
+
+
 Cells = Annotated[str | None, typer.Option(help="Comma-separated cells to search, e.g. "
-                                           "irnn,tinyrnn,gru (default: all).")]
+                                           "irnn,tinyrnn,gru (default: all).",
+                                           autocompletion=_complete_cells)]
 Metric = Annotated[str, typer.Option(help="accuracy | balanced_accuracy | macro_f1.")]
 Epochs = Annotated[int | None, typer.Option(
     help="Epochs per trial: its learning-rate schedule, which the final retrain repeats "
@@ -322,7 +345,8 @@ def fit(
 @_shared_options
 def bench(
     name: Annotated[str, typer.Argument(metavar="NAME",
-                                        help="Benchmark name (see `seqeq datasets`).")],
+                                        help="Benchmark name (see `seqeq datasets`).",
+                                        autocompletion=_complete_benchmarks)],
     data_dir: Annotated[str | None, typer.Option(
         "--data-dir", help="Data directory (default $SEQEQ_DATA_DIR or ~/.cache/seqeq/data).")
     ] = None,
@@ -348,7 +372,8 @@ def export(
                                              "finished run under runs/).")] = None,
     quantize: ExportQuantize = None,
     target: Annotated[str | None, typer.Option(
-        help="Export target (default: chosen by OUT_PATH's suffix; onnx for .onnx).")] = None,
+        help="Export target (default: chosen by OUT's suffix; onnx for .onnx).",
+        autocompletion=_complete_targets)] = None,
     streaming: Annotated[bool, typer.Option(
         help="Write one time step (x_t and state in; state_next, logits, probabilities out), "
         "a graph without Loop for runtimes and converters that have none.")] = False,
@@ -525,7 +550,10 @@ def main() -> None:
     try:
         rv = app(standalone_mode=False)
     except NoArgsIsHelpError as e:
-        typer.echo(e.ctx.get_help())
+        # building the error rendered the help: typer's rich help is already on the screen
+        # (its text is then empty); plain click's is the message
+        if e.format_message().strip():
+            typer.echo(e.format_message())
         sys.exit(0)
     except UsageError as e:
         cmd = e.ctx.command_path if e.ctx is not None else "seqeq"

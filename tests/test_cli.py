@@ -172,6 +172,40 @@ def test_version_flag_and_python_dash_m():
     assert r.returncode == 0 and "fit" in r.stdout and "export" in r.stdout
 
 
+def test_shell_completion_completes_commands_options_benchmarks_and_cells():
+    import os
+    import subprocess
+    import sys
+
+    def complete(words: str) -> list[str]:
+        env = {**os.environ, "_SEQEQ_COMPLETE": "complete_bash", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split()) - 1)}
+        r = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'seqeq'; "
+                            "from seqeq.cli import main; main()"], env=env,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout.split()
+
+    assert complete("seqeq be") == ["bench"]
+    assert "--budget-kb" in complete("seqeq bench --bud")
+    assert {"har2", "har6"} <= set(complete("seqeq bench ha"))
+    assert complete("seqeq fit x.csv --cells gru,ir") == ["gru,irnn"]
+    assert complete("seqeq export m.c --target onnx-s") == ["onnx-streaming"]
+    # the script a user installs
+    r = CliRunner().invoke(app, ["--show-completion", "bash"])
+    assert r.exit_code == 0 and "_SEQEQ_COMPLETE=complete_bash" in r.output
+
+
+def test_no_arguments_print_the_help_once():
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "seqeq"], capture_output=True, text=True,
+                       timeout=120)
+    assert r.returncode == 0
+    assert (r.stdout + r.stderr).count("Usage:") == 1
+
+
 def test_every_option_and_argument_has_help_and_usage_names_them_in_capitals():
     import typer.main
 
