@@ -61,11 +61,19 @@ def bench(name: str, *, budget_kb: float = 20.0, trials: int = 20, timeout: floa
 
 def export(out_path: str | Path, run_dir: str | Path | None = None,
            quantize: str | None = None, target: str | None = None,
-           streaming: bool = False) -> dict:
+           streaming: bool = False, trial: int | None = None, max_kb: float | None = None,
+           data=None, quiet: bool = True) -> dict:
     """Export the best model of ``run_dir`` (the latest run if omitted) to ``out_path``, as the
     export target ``target`` names or ``out_path``'s suffix chooses (``.onnx``);
     ``streaming=True``: the one-step model (target ``onnx-streaming``,
-    :mod:`seqeq.export.streaming`)."""
+    :mod:`seqeq.export.streaming`).
+
+    ``trial=N``: trial N's configuration instead, and ``max_kb=K``: the best completed trial
+    whose exported model fits K KiB -- retrained as the run retrained its winner (once; kept in
+    ``RUN/trials/N/``), or the run's own model where that trial is its winner
+    (:mod:`seqeq.run.pick`). ``data``: the run's ``(train, test)`` where it ran on data in
+    memory. The returned dict says which (``origin``: ``final``, ``trial`` or ``search``;
+    ``retrained``)."""
     from .export.targets import target_for
     from .run.rundir import model_origin
 
@@ -73,6 +81,13 @@ def export(out_path: str | Path, run_dir: str | Path | None = None,
 
     target_for(out_path, target)  # an unknown target fails before any run is looked up
     run_dir = Path(run_dir) if run_dir is not None else latest_run()
+    if trial is not None or max_kb is not None:
+        from .run.pick import trial_model
+
+        model_dir, picked = trial_model(run_dir, trial=trial, max_kb=max_kb, data=data,
+                                        quiet=quiet)
+        info = export_model(model_dir, out_path, quantize=quantize, target=target)
+        return {**info, "run_dir": str(run_dir), **picked, "model_dir": str(model_dir)}
     if not (run_dir / "model" / "model.json").is_file():
         raise SeqeqError(f"{run_dir} holds no finished model",
                          "Pass the directory of a finished `seqeq fit`/`bench` run")

@@ -377,9 +377,18 @@ def export(
     streaming: Annotated[bool, typer.Option(
         help="Write one time step (x_t and state in; state_next, logits, probabilities out), "
         "a graph without Loop for runtimes and converters that have none.")] = False,
+    trial: Annotated[int | None, typer.Option(
+        metavar="N", help="Export trial N's configuration instead of the winner: retrained on "
+        "train+validation as the winner was (kept in RUN/trials/N for the next export).")
+    ] = None,
+    max_kb: Annotated[float | None, typer.Option(
+        "--max-kb", metavar="K", help="Export the best completed trial whose exported model "
+        "fits K KiB (a point of the report's size/score Pareto front), retrained as --trial.")
+    ] = None,
     as_json: AsJson = False,
 ):
-    """Export the best model of a run to ONNX, C source, or another registered export target.
+    """Export the best model of a run (or another of its trials) to ONNX, C source, or another
+    registered export target.
 
     Example: seqeq export best.onnx --run runs/har2 --quantize int8
     """
@@ -392,11 +401,9 @@ def export(
         if out_path.is_dir():
             raise SeqeqError(f"{out_path} is a directory",
                              f"Name the output file *{(chosen.suffixes or ('.onnx',))[0]}")
-        info = api.export(out_path, run_dir=run, quantize=quantize, target=target)
-        what = (f"trial {info['trial']}'s model from the search of {info['run_dir']}, not "
-                "retrained or tested: that run was interrupted (the same command plus --resume "
-                "finishes it)" if info["origin"] == "search"
-                else f"the final model of {info['run_dir']}")
+        info = api.export(out_path, run_dir=run, quantize=quantize, target=target,
+                          trial=trial, max_kb=max_kb, quiet=as_json)
+        what = _export_origin(info)
         step = (f", one time step with a state of {info['state_size']} floats"
                 if "state_size" in info else "")
         if as_json:
@@ -404,6 +411,27 @@ def export(
             return
         typer.echo(f"wrote {out_path} ({info.get('file_bytes', 0) / 1024:.1f} KiB{step}): "
                    f"{what}", err=True)
+
+
+def _export_origin(info: dict) -> str:
+    """Which model an export wrote, in words."""
+    run_dir = info["run_dir"]
+    if info["origin"] == "search":
+        return (f"trial {info['trial']}'s model from the search of {run_dir}, not retrained or "
+                "tested: that run was interrupted (the same command plus --resume finishes it)")
+    if info["origin"] == "final":
+        return (f"the final model of {run_dir}" if info.get("trial") is None else
+                f"the final model of {run_dir} (trial {info['trial']} is the run's winner)")
+    spec = info["spec"]
+    test = info.get("test_score")
+    scores = info.get("test_scores") or []
+    tested = (f"; test {test:.4f}" if test is not None else "") + (
+        f" (its {len(scores)} seeds' mean {sum(scores) / len(scores):.4f})"
+        if len(scores) > 1 else "")
+    how = ("retrained on train+validation as the winner was" if info["retrained"]
+           else f"retrained earlier, kept in {info['model_dir']}")
+    return (f"trial {info['trial']} of {run_dir} ({_describe_spec(spec)}, "
+            f"{info['size_bytes'] / 1024:.2f} KiB {info['precision']}), {how}{tested}")
 
 
 def _print_evaluation(ev: dict) -> None:

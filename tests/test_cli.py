@@ -329,3 +329,75 @@ def test_every_command_that_prints_a_result_prints_it_as_json(tmp_path, walks, d
     out = json.loads(_invoke(["datasets", "--data-dir", str(data_dir), "--json"]).stdout)
     rw = next(b for b in out if b["name"] == "randomwalk")
     assert rw["present"] is True and rw["n_classes"] >= 2
+
+
+def test_export_a_trial_other_than_the_winner_and_the_best_within_a_size(tmp_path, walks):
+    import optuna
+    import pandas as pd
+
+    from seqeq.export.runtime import OnnxClassifier
+
+    d = walks(n=48, T=8, C=1, seed=4)
+    rows = [{"series": i, "t": t, "c0": float(d.X[i, t, 0]), "label": d.class_names[d.y[i]]}
+            for i in range(d.n_series) for t in range(8)]
+    csv = tmp_path / "d.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    run = tmp_path / "run"
+    _invoke(["fit", str(csv), "--budget-kb", "3", "--trials", "4", "--epochs", "2",
+             "--final-seeds", "1", "--cells", "gru,irnn", "--pruner", "none", "--no-opening",
+             "--device", "cpu", "--quiet", "--out", str(run)])
+    study = optuna.load_study(study_name="seqeq", storage=f"sqlite:///{run}/study.db")
+    done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    winner = json.loads((run / "report.json").read_text())["best"]["trial"]
+    other = next(t for t in done if t.number != winner)
+
+    r = CliRunner().invoke(app, ["export", str(tmp_path / "o.onnx"), "--run", str(run),
+                                 "--trial", str(other.number)])
+    assert r.exit_code == 0, r.output
+    assert f"trial {other.number} of {run}" in r.output and "retrained on train+validation" in r.output
+    kept = run / "trials" / str(other.number) / "model.json"
+    assert json.loads(kept.read_text())["spec"]["hidden_size"] == other.user_attrs["spec"][
+        "hidden_size"]
+    clf = OnnxClassifier(tmp_path / "o.onnx")
+    assert clf.predict(d.X[:4], d.lengths[:4]).shape == (4,)
+    # a second export of that trial trains nothing: it says where the kept model is
+    r = CliRunner().invoke(app, ["export", str(tmp_path / "o2.onnx"), "--run", str(run),
+                                 "--trial", str(other.number), "--json"])
+    out = json.loads(r.stdout)
+    assert out["origin"] == "trial" and out["retrained"] is False and out["trial"] == other.number
+    # the winner's number exports the run's own final model
+    out = json.loads(_invoke(["export", str(tmp_path / "w.onnx"), "--run", str(run),
+                              "--trial", str(winner), "--json"]).stdout)
+    assert out["origin"] == "final" and out["model_dir"] == str(run / "model")
+    # the best trial within a size: the smallest trial's size picks a trial of at most that size
+    sizes = {t.number: t.user_attrs["size_bytes"] for t in done}
+    small = min(sizes.values())
+    out = json.loads(_invoke(["export", str(tmp_path / "s.onnx"), "--run", str(run),
+                              "--max-kb", str(small / 1024), "--json"]).stdout)
+    assert sizes[out["trial"]] <= small and out["size_bytes"] <= small
+    # nothing fits, no such trial: one line, exit 2
+    for args, msg in ((["--max-kb", "0.01"], "fits 0.01 KiB"), (["--trial", "99"], "trial 99")):
+        r = CliRunner().invoke(app, ["export", str(tmp_path / "x.onnx"), "--run", str(run),
+                                     *args])
+        assert r.exit_code == 2 and msg in r.output and "Traceback" not in r.output
+
+
+def test_export_a_trial_of_a_run_on_data_in_memory(tmp_path, walks):
+    from seqeq import api
+    from seqeq.config import RunConfig
+    from seqeq.errors import SeqeqError
+
+    d = walks(n=40, T=8, C=1, seed=5)
+    res = api.run_on(d, None, RunConfig.of(budget_kb=3, trials=2, epochs=1, final_seeds=1,
+                                           cells=("gru",), device="cpu", pruner="none",
+                                           opening=False), tmp_path / "r")
+    winner = json.loads((tmp_path / "r" / "report.json").read_text())["best"]["trial"]
+    other = 1 - winner
+    with pytest.raises(SeqeqError, match="in memory"):
+        api.export(tmp_path / "m.onnx", res.run_dir, trial=other)
+    # other data than the run's is refused, not silently trained on
+    with pytest.raises(SeqeqError, match="has changed"):
+        api.export(tmp_path / "m.onnx", res.run_dir, trial=other, data=(walks(n=40, T=8, C=1,
+                                                                           seed=6), None))
+    info = api.export(tmp_path / "m.onnx", res.run_dir, trial=other, data=(d, None))
+    assert info["origin"] == "trial" and info["retrained"] and (tmp_path / "m.onnx").is_file()

@@ -13,19 +13,22 @@ __all__ = ["final_models"]
 
 
 def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path,
-                  quiet: bool):
+                  quiet: bool, trial=None, on_model=None):
     """The chosen trial (re-ranked with ``--rerank``) retrained on train+validation with
     ``final_seeds`` seeds (the test set evaluated once per model), and the model to export: the
-    best seed's on validation, or the average of the first ``ensemble`` of them."""
+    best seed's on validation, or the average of the first ``ensemble`` of them. ``trial``: that
+    trial instead of the chosen one (``seqeq export --trial``), retrained the same way.
+    ``on_model(k, n)`` is called before the k-th of n final models trains."""
     from ..datasets import concat
     from ..models import build_model, combine_models
     from ..search import best_trial, spec_of, train_config_of
     from ..train import predict_logits, score, train_model
 
-    best = best_trial(study)
-    reranked = None
-    if cfg.final.rerank:
-        best, reranked = _rerank(study, train, val, cfg, device, out, quiet)
+    best, reranked = trial, None
+    if best is None:
+        best = best_trial(study)
+        if cfg.final.rerank:
+            best, reranked = _rerank(study, train, val, cfg, device, out, quiet)
     spec = spec_of(best)
     # "all": the trial's whole learning-rate schedule. The epoch at which a small validation set
     # peaked is mostly noise: measured over 3 benchmarks x 2 cells x 3 seeds, the end of the
@@ -37,6 +40,8 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
     mean, std = full.channel_stats()
     finals = []
     for k in range(n_models):
+        if on_model is not None:
+            on_model(k, n_models)
         seed = cfg.search.seed + 1000 + k
         model = build_model(spec, seed=seed)
         model.set_normalisation(mean, std)
