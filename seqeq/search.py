@@ -79,6 +79,12 @@ class SearchContext:
     #: cross-validation folds (train, validation) that score each trial (None: train/val,
     #: the one split); see :func:`cv_splits`
     folds: list[tuple[SeqData, SeqData]] | None = None
+    #: called after each epoch of this process's trials (the progress display,
+    #: ``RunProgress.trial_epoch``); not sent to worker processes
+    watch: Callable[..., None] | None = None
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "watch": None}
 
 
 def candidate_cells(cfg: RunConfig, d: int, C: int) -> list[str]:
@@ -352,6 +358,8 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             v = rec.get("val_score", float("nan"))
             curve.append(v)
             losses.append(rec.get("val_loss", float("nan")))
+            if ctx.watch is not None:
+                ctx.watch(trial.number, spec, size, epoch, epochs, v, 0, len(folds))
             step = progress_step(epoch, epochs)
             if step <= reported[0]:
                 return  # a long schedule reports once per percent (the storage is written)
@@ -380,9 +388,11 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             fold_curve: list[float] = []
             fold_loss: list[float] = []
 
-            def later_fold(epoch: int, rec: dict, c=fold_curve, lo=fold_loss) -> None:
+            def later_fold(epoch: int, rec: dict, c=fold_curve, lo=fold_loss, k=k) -> None:
                 c.append(rec.get("val_score", float("nan")))
                 lo.append(rec.get("val_loss", float("nan")))
+                if ctx.watch is not None:
+                    ctx.watch(trial.number, spec, size, epoch, epochs, c[-1], k, len(folds))
 
             res = train_model(model, tr, tcfg, val=va, metric=cfg.search.metric,
                               on_epoch=on_epoch if k == 0 else later_fold)

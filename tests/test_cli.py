@@ -354,7 +354,8 @@ def test_export_a_trial_other_than_the_winner_and_the_best_within_a_size(tmp_pat
     r = CliRunner().invoke(app, ["export", str(tmp_path / "o.onnx"), "--run", str(run),
                                  "--trial", str(other.number)])
     assert r.exit_code == 0, r.output
-    assert f"trial {other.number} of {run}" in r.output and "retrained on train+validation" in r.output
+    assert f"trial {other.number} of {run}" in r.output
+    assert "retrained on train+validation" in r.output
     kept = run / "trials" / str(other.number) / "model.json"
     assert json.loads(kept.read_text())["spec"]["hidden_size"] == other.user_attrs["spec"][
         "hidden_size"]

@@ -13,12 +13,12 @@ __all__ = ["final_models"]
 
 
 def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path,
-                  quiet: bool, trial=None, on_model=None):
+                  quiet: bool, trial=None, progress=None):
     """The chosen trial (re-ranked with ``--rerank``) retrained on train+validation with
     ``final_seeds`` seeds (the test set evaluated once per model), and the model to export: the
     best seed's on validation, or the average of the first ``ensemble`` of them. ``trial``: that
     trial instead of the chosen one (``seqeq export --trial``), retrained the same way.
-    ``on_model(k, n)`` is called before the k-th of n final models trains."""
+    ``progress``: the run's :class:`~seqeq._progress.RunProgress`."""
     from ..datasets import concat
     from ..models import build_model, combine_models
     from ..search import best_trial, spec_of, train_config_of
@@ -28,6 +28,8 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
     if best is None:
         best = best_trial(study)
         if cfg.final.rerank:
+            if progress is not None:
+                progress.phase("re-ranking")
             best, reranked = _rerank(study, train, val, cfg, device, out, quiet)
     spec = spec_of(best)
     # "all": the trial's whole learning-rate schedule. The epoch at which a small validation set
@@ -40,13 +42,15 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
     mean, std = full.channel_stats()
     finals = []
     for k in range(n_models):
-        if on_model is not None:
-            on_model(k, n_models)
         seed = cfg.search.seed + 1000 + k
+        on_epoch = None
+        if progress is not None:
+            progress.final_model(k, n_models, spec, seed, epochs)
+            on_epoch = lambda e, rec: progress.final_epoch(e, epochs)  # noqa: E731
         model = build_model(spec, seed=seed)
         model.set_normalisation(mean, std)
         tcfg = train_config_of(best, device, seed=seed, stop_epoch=epochs, epochs=schedule)
-        hist = train_model(model, full, tcfg, metric=cfg.search.metric)
+        hist = train_model(model, full, tcfg, metric=cfg.search.metric, on_epoch=on_epoch)
         fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.search.metric)
         rec = {"seed": seed, "model": model, "val_score": fit_score, "history": hist.history}
         if test is not None:  # the test set, evaluated once per final model

@@ -143,15 +143,16 @@ def trial_model(run_dir: Path, trial: int | None = None, max_kb: float | None = 
     spec = spec_of(t)
     n = max(cfg.final.final_seeds, cfg.final.ensemble)
 
-    def on_model(k: int, n: int) -> None:
-        if not quiet:
-            console.print(f"retraining trial {t.number}'s configuration ({spec.cell}, "
-                          f"D={spec.hidden_size}) on train+validation: model {k + 1} of {n}")
-
+    from .._progress import RunProgress
     from .final import final_models
 
-    _, _, espec, _, finals, chosen, ensemble = final_models(
-        study, train, val, test, cfg, device, run_dir, quiet=True, trial=t, on_model=on_model)
+    if not quiet:
+        console.print(f"retraining trial {t.number}'s configuration ({spec.cell}, "
+                      f"D={spec.hidden_size}) on train+validation: {n} model(s)")
+    with RunProgress(0, cfg.search.metric, quiet=quiet) as progress:
+        _, _, espec, _, finals, chosen, ensemble = final_models(
+            study, train, val, test, cfg, device, run_dir, quiet=True, trial=t,
+            progress=progress)
     scores = [f["test_score"] for f in finals if "test_score" in f]
     extra = {"class_names": train.class_names, "channel_names": train.channel_names,
              "metric": cfg.search.metric, "trial": t.number, "seed": chosen["seed"],

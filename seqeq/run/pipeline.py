@@ -53,6 +53,8 @@ class Run:
     study: Any = None
     #: the cross-validation folds that score each trial (None: the one validation split)
     folds: Any = None
+    #: the live progress display (:class:`~seqeq._progress.RunProgress`), while the run runs
+    progress: Any = None
 
 
 def run(dc: DataConfig, cfg: RunConfig, out: str | Path | None = None,
@@ -152,15 +154,27 @@ def _start(rc: Run, created: bool) -> None:
 
 
 def _search_and_finish(rc: Run) -> RunResult:
-    """The search, then the final models, then the record; Ctrl-C in either of the first two
-    still records the search's best model."""
+    """The search, then the final models, then the record, under one progress display; Ctrl-C
+    in either of the first two still records the search's best model."""
+    from .._progress import RunProgress
+    from ..search import search_seconds as search_limit
+
+    cfg = rc.cfg
+    with RunProgress(cfg.search.trials, cfg.search.metric, quiet=rc.quiet,
+                     ensemble=cfg.final.ensemble,
+                     search_seconds=search_limit(cfg, rc.train.n_series)) as rc.progress:
+        return _stages(rc)
+
+
+def _stages(rc: Run) -> RunResult:
     _, interrupted = search(rc)
     search_seconds = time.perf_counter() - rc.t_start
     if interrupted:
         return record_interrupted(rc, search_seconds, during="search")
     try:
         best, reranked, spec, epochs, finals, chosen, ensemble = final_models(
-            rc.study, rc.train, rc.val, rc.test, rc.cfg, rc.device, rc.out, rc.quiet)
+            rc.study, rc.train, rc.val, rc.test, rc.cfg, rc.device, rc.out, rc.quiet,
+            progress=rc.progress)
     except KeyboardInterrupt:
         return record_interrupted(rc, search_seconds, during="final retrain")
     model = chosen["model"].cpu()

@@ -28,6 +28,7 @@ def record(rc, *, best, spec, model, val_score: float, epochs, final: dict | Non
     from ..report import write_report
 
     cfg, out = rc.cfg, rc.out
+    _phase(rc, "export")
     save_model(model, spec, out / "model", extra=save_extra)
     onnx_info = export_model(out / "model", out / "best.onnx", quantize=cfg.export.quantize)
     report = report_base(rc.study, cfg, out, rc.device, rc.cells, rc.t_start, search_seconds,
@@ -36,6 +37,7 @@ def record(rc, *, best, spec, model, val_score: float, epochs, final: dict | Non
     report.update({"rerank": reranked, "best": _best_section(best, spec, model, val_score, epochs),
                    "final": final, "export": onnx_info or None,
                    "deployment": _deployment(rc, spec, model)})
+    _phase(rc, "report")
     paths = write_report(report, out, html=rc.html)
     fin = final or {}
     return RunResult(
@@ -52,6 +54,11 @@ def record(rc, *, best, spec, model, val_score: float, epochs, final: dict | Non
                **({"model": model} if rc.keep_model else {})})
 
 
+def _phase(rc, name: str) -> None:
+    if getattr(rc, "progress", None) is not None:
+        rc.progress.phase(name)
+
+
 def _deployment(rc, spec, model) -> dict | None:
     """The exported model's figures on a microcontroller (``seqeq.export.mcu.deployment``), or
     why there are none; a failure here never costs the run its model or report."""
@@ -59,6 +66,7 @@ def _deployment(rc, spec, model) -> dict | None:
 
     if not mcu.DEPLOYMENT_FIGURES:
         return None
+    _phase(rc, "device figures")
     data = rc.val if rc.val is not None and rc.val.n_series else rc.train
     try:
         i = int(np.argmax(data.lengths))

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .._progress import SearchProgress, console
+from .._progress import console
 from ..config import RunConfig
 from ..errors import SeqeqError, opt
 
@@ -88,16 +88,15 @@ def search(rc) -> tuple[object, bool]:
         n = fail_interrupted_trials(study)
         if n and not rc.quiet:
             console.print(f"resuming: {n} interrupted trial(s) marked failed and re-queued")
+    prog = rc.progress
     ctx = SearchContext(train=rc.train, val=rc.val, cfg=cfg, device=rc.device, cells=rc.cells,
-                        run_dir=rc.out, folds=rc.folds)
+                        run_dir=rc.out, folds=rc.folds, watch=prog.trial_epoch)
     interrupted = False
-    with SearchProgress(cfg.search.trials, cfg.search.metric, quiet=rc.quiet,
-                        ensemble=cfg.final.ensemble) as prog:
-        prog.start(study)
-        try:
-            run_workers(ctx, study, rc.out, callbacks=[prog.callback])
-        except KeyboardInterrupt:
-            interrupted = True
+    prog.start(study)
+    try:
+        run_workers(ctx, study, rc.out, callbacks=[prog.callback])
+    except KeyboardInterrupt:
+        interrupted = True
     if interrupted and cfg.run.storage is None:  # our own study: the cut-short trial is re-queued
         fail_interrupted_trials(study)
     return study, interrupted
