@@ -315,7 +315,9 @@ def _run_command(dc, cfg, shared: dict) -> None:
 @app.command()
 @_shared_options
 def fit(
-    path: Annotated[Path, typer.Argument(metavar="PATH", help="Training data: .csv or .parquet.")],
+    path: Annotated[Path, typer.Argument(
+        metavar="PATH",
+        help="Training data: .csv or .parquet (or the UCR/UEA archive's .ts / .arff).")],
     test: Annotated[Path | None, typer.Option(help="Test data (default: a stratified, "
                                               "seeded 20 % hold-out of PATH).")] = None,
     fmt: Annotated[str | None, typer.Option("--format", help="long | wide | nested "

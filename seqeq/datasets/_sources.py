@@ -35,6 +35,10 @@ __all__ = [
     "convert_dsa19",
     "convert_mnist",
     "convert_ucr",
+    "parse_arff",
+    "parse_archive_file",
+    "local_ucr_archive",
+    "convert_local_ucr",
     "parse_ts",
     "check_uci_har",
     "check_dsa19",
@@ -345,17 +349,124 @@ def parse_ts(text: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str], d
     return X, lengths, labels, classes, header
 
 
+def _arff_value(v: str) -> float:
+    v = v.strip().strip("'\"")
+    return np.nan if v in ("?", "NaN", "nan", "") else float(v)
+
+
+def _split_arff_row(line: str) -> list[str]:
+    """The fields of an ARFF data row: commas outside quotes separate them."""
+    out, cur, quote = [], [], None
+    for ch in line:
+        if quote:
+            if ch == quote:
+                quote = None
+            else:
+                cur.append(ch)
+        elif ch in "'\"":
+            quote = ch
+        elif ch == ",":
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    if quote:
+        raise FetchError("an unclosed quote in a data row")
+    out.append("".join(cur))
+    return [f.strip() for f in out]
+
+
+def parse_arff(text: str) -> tuple[np.ndarray, np.ndarray, list[str], list[str], dict]:
+    """Parse a UCR/UEA ``.arff`` classification file, as :func:`parse_ts` returns it.
+
+    Univariate: one numeric attribute per time step, then the nominal class attribute (trailing
+    ``?`` make a series shorter). Multivariate (UEA): one ``relational`` attribute whose value is
+    a quoted block of ``C`` lines (``\\n``-separated), each one channel's values, then the class.
+    """
+    header: dict[str, str] = {"relation": ""}
+    attrs: list[tuple[str, str]] = []  # (name, type) of the top-level attributes
+    depth, in_data = 0, False
+    rows: list[list[np.ndarray]] = []
+    labels: list[str] = []
+    for ln, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("%"):
+            continue
+        if not in_data:
+            low = line.lower()
+            if low.startswith("@relation"):
+                header["relation"] = line[9:].strip()
+            elif low.startswith("@attribute"):
+                rest = line[10:].strip()
+                m = re.match(r"""('[^']*'|"[^"]*"|\S+)\s+(.*)$""", rest)
+                if not m:
+                    raise FetchError(f"line {ln}: cannot read the @attribute line")
+                if depth == 0:
+                    attrs.append((m.group(1).strip("'\""), m.group(2).strip()))
+                if m.group(2).strip().lower().startswith("relational"):
+                    depth += 1
+            elif low.startswith("@end"):
+                depth -= 1
+            elif low.startswith("@data"):
+                in_data = True
+            else:
+                raise FetchError(f"line {ln}: expected an @-header line before @data")
+            continue
+        fields = _split_arff_row(line)
+        if len(fields) != len(attrs):
+            raise FetchError(f"line {ln}: {len(fields)} values for {len(attrs)} attributes")
+        labels.append(fields[-1].strip("'\""))
+        if len(attrs) == 2 and attrs[0][1].lower().startswith("relational"):
+            block = fields[0].replace("\\n", "\n").split("\n")
+            dims = [np.array([_arff_value(v) for v in b.split(",")], dtype=np.float64)
+                    for b in block if b.strip()]
+        else:
+            dims = [np.array([_arff_value(v) for v in fields[:-1]], dtype=np.float64)]
+        # trailing missing values are padding (unequal lengths), not gaps
+        n = max(int(np.max(np.nonzero(~np.isnan(d))[0], initial=-1)) + 1 for d in dims)
+        rows.append([d[:n] for d in dims])
+    if not in_data:
+        raise FetchError("no @data section in the .arff file")
+    if not rows:
+        raise FetchError("the .arff file has no series")
+    cls = attrs[-1][1]
+    classes = ([c.strip().strip("'\"") for c in cls[cls.index("{") + 1: cls.rindex("}")]
+                .split(",")] if "{" in cls and "}" in cls else [])
+    C = {len(r) for r in rows}
+    if len(C) != 1:
+        raise FetchError(f"series have different numbers of dimensions {sorted(C)}")
+    C = C.pop()
+    lengths = np.array([max(len(d) for d in r) for r in rows], dtype=np.int64)
+    if lengths.min() < 1:
+        raise FetchError("a series has no values")
+    X = np.full((len(rows), int(lengths.max()), C), np.nan, dtype=np.float32)
+    for i, r in enumerate(rows):
+        for c, d in enumerate(r):
+            X[i, : len(d), c] = d
+    return X, lengths, labels, classes, header
+
+
+def parse_archive_file(name: str, text: str):
+    """A ``.ts`` or ``.arff`` file's series, by its extension."""
+    return parse_arff(text) if name.lower().endswith(".arff") else parse_ts(text)
+
+
 def convert_ucr(src: Path, name: str) -> dict[str, np.ndarray]:
-    """``<Name>_TRAIN.ts`` and ``<Name>_TEST.ts`` -> the ``ucr_uea/<Name>.npz`` arrays (official
-    split; labels encoded in the ``@classLabel`` order; ``lengths_*`` when lengths differ)."""
-    tree = _tree(src)
+    """``<Name>_TRAIN.ts`` and ``<Name>_TEST.ts`` (or the ``.arff`` pair) -> the
+    ``ucr_uea/<Name>.npz`` arrays (official split; labels encoded in the declared class order;
+    ``lengths_*`` when lengths differ). ``src``: the archive's zip, a folder, or one file of the
+    pair (its partner beside it)."""
+    src = Path(src)
+    tree = _tree(src.parent if src.is_file() and not zipfile.is_zipfile(src) else src)
     out: dict[str, np.ndarray] = {}
     parsed = {}
     for split in ("TRAIN", "TEST"):
-        hits = _find(tree, rf"(^|/){re.escape(name)}_{split}\.ts$")
+        hits = (_find(tree, rf"(^|/){re.escape(name)}_{split}\.ts$")
+                or _find(tree, rf"(^|/){re.escape(name)}_{split}\.arff$"))
         if not hits:
-            raise FetchError(f"{name}_{split}.ts not found in the archive")
-        parsed[split] = parse_ts(_text(tree[sorted(hits)[0]]()))
+            raise FetchError(f"{name}_{split}.ts (or .arff) not found in {src.name}")
+        first = sorted(hits)[0]
+        parsed[split] = parse_archive_file(first, _text(tree[first]()))
     classes = parsed["TRAIN"][3] or sorted(set(parsed["TRAIN"][2]))
     index = {c: i for i, c in enumerate(classes)}
     unequal = any(len(set(p[1].tolist())) > 1 for p in parsed.values())
@@ -371,6 +482,28 @@ def convert_ucr(src: Path, name: str) -> dict[str, np.ndarray]:
             out[f"lengths_{s}"] = lengths
     out["class_names"] = np.array(classes)
     return out
+
+
+def local_ucr_archive(name: str, folder: Path) -> Path | None:
+    """An archive of UCR/UEA problem ``name`` a user put in ``folder`` (the data dir's
+    ``ucr_uea/``, or the data dir itself): ``<Name>.zip`` as downloaded, a ``<Name>/`` folder
+    or the ``<Name>_TRAIN``/``_TEST`` ``.ts``/``.arff`` files. None: none there."""
+    for d in (folder, folder / name):
+        if not d.is_dir():
+            continue
+        for cand in (d / f"{name}.zip", *(d / f"{name}_TRAIN{e}" for e in (".ts", ".arff"))):
+            if cand.is_file():
+                return cand
+    return None
+
+
+def convert_local_ucr(name: str, archive: Path, dest: Path) -> Path:
+    """Convert a user's copy of the archive's files into ``dest`` (``ucr_uea/<Name>.npz``),
+    checked as a download is; its record names the file it came from."""
+    arrays = convert_ucr(archive, name)
+    check_ucr(name, arrays)
+    _save_npz(arrays, dest, f"file://{Path(archive).resolve()}")
+    return dest
 
 
 def check_ucr(name: str, a: dict[str, np.ndarray]) -> None:

@@ -134,6 +134,21 @@ def _require(rel: str, name: str, data_dir: Path, download: bool | None) -> Path
     url = _sources.URLS[key][0].format(name=stem)
     fix = (f"Put {rel} in {data_dir} (or point SEQEQ_DATA_DIR at a folder holding it); "
            f"official source: {url}")
+    if rel.startswith("ucr_uea/"):
+        # the archive's own files, as a user downloads them: seqeq converts them once
+        archive = (_sources.local_ucr_archive(stem, data_dir / "ucr_uea")
+                   or _sources.local_ucr_archive(stem, data_dir))
+        if archive is not None:
+            try:
+                return _sources.convert_local_ucr(stem, archive, path)
+            except (OSError, _sources.FetchError, zipfile.BadZipFile, ValueError) as e:
+                reason = " ".join(str(e).split())[:300]
+                raise SeqeqError(f"cannot convert {archive} for benchmark {name!r} ({reason})",
+                                 f"Replace it with the archive's {stem}.zip from {url}"
+                                 ) from None
+        fix = (f"Download {url} and put {stem}.zip (or its {stem}_TRAIN/_TEST .ts or .arff "
+               f"files) in {data_dir / 'ucr_uea'}: seqeq converts it (or point SEQEQ_DATA_DIR "
+               "at a folder holding it)")
     if not _downloads_allowed(download):
         raise SeqeqError(f"benchmark {name!r} needs {rel}, which is not in {data_dir} "
                          "(downloads are off)", fix)
@@ -360,6 +375,8 @@ def _ucr_dir_names(data_dir: Path) -> dict[str, str]:
     if folder.is_dir():
         for p in folder.glob("*.npz"):
             names.setdefault(p.stem.lower(), p.stem)
+        for p in folder.glob("*.zip"):  # the archive's downloads, converted when first used
+            names.setdefault(p.stem.lower(), p.stem)
     return names
 
 
@@ -393,7 +410,11 @@ def list_benchmarks(data_dir: str | Path | None = None) -> list[BenchmarkInfo]:
               for n in sorted(_ucr_dir_names(d).values(), key=str.lower)]
     return [
         BenchmarkInfo(name=n, description=s.description, file=s.file,
-                      present=s.file is None or (d / s.file).is_file(), n_classes=s.n_classes,
+                      present=s.file is None or (d / s.file).is_file() or (
+                          n.startswith("ucr:") and (
+                              _sources.local_ucr_archive(n[4:], d / "ucr_uea") is not None
+                              or _sources.local_ucr_archive(n[4:], d) is not None)),
+                      n_classes=s.n_classes,
                       shape=s.shape, n_train=s.n_train, n_test=s.n_test, source=s.source)
         for n, s in specs
     ]

@@ -59,6 +59,7 @@ GROUP_NAMES = ("group", "groups", "subject", "subject_id", "patient", "patient_i
 _COMPRESSED = (".gz", ".bz2", ".xz", ".zip")
 _CSV_EXT = tuple(e + z for e in (".csv", ".tsv", ".txt") for z in ("", *_COMPRESSED))
 _PARQUET_EXT = (".parquet", ".pq")
+_ARCHIVE_EXT = (".ts", ".arff")
 _LAYOUTS = ("long", "wide", "nested")
 _NAN_POLICIES = ("reject", "fill")
 #: bytes of a CSV file read to find its delimiter and encoding
@@ -73,17 +74,49 @@ def _detect_format(path: Path, fmt: str | None) -> str:
             return "csv"
         if f in ("parquet", "pq"):
             return "parquet"
+        if f in ("ts", "arff"):
+            return "archive"
         raise SeqeqError(f"unknown file format {fmt!r}", "Use fmt='csv' or fmt='parquet'")
     name = path.name.lower()
     if name.endswith(_CSV_EXT):
         return "csv"
     if name.endswith(_PARQUET_EXT):
         return "parquet"
+    if name.endswith(_ARCHIVE_EXT):
+        return "archive"
     raise SeqeqError(
         f"cannot tell the format of {path.name!r} from its extension {path.suffix or '(none)'!r}",
         "Use a .csv or .parquet file (.tsv and .txt, and CSV compressed as .gz, .bz2, .xz or "
-        ".zip, also work), or pass fmt='csv' / fmt='parquet'",
+        ".zip, also work; and the UCR/UEA archive's .ts and .arff), or pass fmt='csv' / "
+        "fmt='parquet'",
     )
+
+
+def _read_archive_file(path: Path, nan: str, require_labels: bool,
+                       class_names: Sequence[str] | None) -> SeqData:
+    """A UCR/UEA archive file (``.ts``, ``.arff``: one series per entry, its label last)."""
+    from ._sources import FetchError, _text, parse_archive_file
+
+    try:
+        X, lengths, labels, _, _ = parse_archive_file(path.name, _text(path.read_bytes()))
+    except FetchError as e:
+        raise SeqeqError(f"cannot read {path.name} ({e})",
+                         "Give the file as the UCR/UEA archive distributes it") from None
+    except UnicodeDecodeError as e:
+        raise _not_utf8(path, e.start) from None
+    C = X.shape[2]
+    channels = ["value"] if C == 1 else [f"dim{k}" for k in range(C)]
+    ids = np.arange(len(lengths))
+    X = _apply_nan_policy(X, lengths, nan, ids, channels, path.name)
+    y, classes = None, []
+    labels = np.array(labels)
+    if labels.size and not (labels == "?").all():
+        # classes in seqeq's order for files (numeric, else natural), as for CSV and Parquet
+        y, classes = _encode_labels(labels, ids, "class", path.name, class_names)
+    elif require_labels:
+        raise SeqeqError(f"{path.name} has no class labels", "Give a labelled file")
+    return SeqData(X=X, lengths=lengths, y=y, class_names=classes, channel_names=channels,
+                   ids=ids, name=path.stem)
 
 
 def _sniff_delimiter(lines: list[str]) -> str:
@@ -1038,6 +1071,10 @@ def load_file(
     kind = _detect_format(path, fmt)
     if path.stat().st_size == 0:
         raise SeqeqError(f"{path.name} is empty (0 bytes)", "Give a file with a header and rows")
+    if kind == "archive":
+        data = _read_archive_file(path, nan, require_labels, class_names)
+        data.meta.update({"source": str(path), "format": path.suffix.lower().lstrip(".")})
+        return data
     if kind == "csv":
         df, info = _read_csv(path, {"id": id_col, "label": label_col, "group": group_col},
                              decimal)
