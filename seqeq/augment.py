@@ -34,7 +34,8 @@ import torch
 
 from .errors import SeqeqError, opt
 
-__all__ = ["Vectors", "random_rotations", "rotate_vectors", "warp_magnitudes", "detect_vectors",
+__all__ = ["Vectors", "random_rotations", "rotate_vectors", "warp_magnitudes", "mix_series",
+           "detect_vectors",
            "parse_vectors", "describe_vectors", "ROTATE_CHOICES", "AUGMENT_STRENGTH",
            "AUGMENT_BELOW", "WARP_KNOTS"]
 
@@ -84,6 +85,26 @@ def warp_magnitudes(x: torch.Tensor, lengths: torch.Tensor, mean: torch.Tensor,
     out = m + (x - m) * (scale * warp.transpose(1, 2)).to(x) + noise.to(x)
     live = (torch.arange(T, device=x.device)[None, :] < lengths[:, None].to(x.device))[:, :, None]
     return torch.where(live, out, x)
+
+
+def mix_series(x: torch.Tensor, lengths: torch.Tensor, alpha: float, gen: torch.Generator
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """Mixup of a batch of raw series ``x (B, T, C)``: each series blended with a random other of
+    the batch, ``lam * x_i + (1 - lam) * x_j``, one ``lam ~ Beta(alpha, alpha)`` per batch.
+    Returns ``(mixed, lengths, partner index, lam)``; the loss weighs the two labels by ``lam``
+    and ``1 - lam``. Series of unequal length are blended where both run; where one has ended
+    the other's values are taken alone (padding is never mixed in), and a mixed series is as
+    long as the longer of the two."""
+    B, T, _ = x.shape
+    j = torch.randperm(B, generator=gen).to(x.device)
+    a = torch.tensor(float(alpha))
+    lam = float(torch.distributions.Beta(a, a).sample()) if B > 1 else 1.0
+    t = torch.arange(T, device=x.device)[None, :]
+    L = lengths.to(x.device)
+    wi = lam * (t < L[:, None]).to(x.dtype)[:, :, None]
+    wj = (1 - lam) * (t < L[j][:, None]).to(x.dtype)[:, :, None]
+    mixed = (wi * x + wj * x[j]) / (wi + wj).clamp_min(1e-12)
+    return mixed, torch.maximum(lengths, lengths[j.to(lengths.device)]), j, lam
 
 
 def random_rotations(n: int, max_deg: float, gen: torch.Generator) -> torch.Tensor:

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .augment import rotate_vectors, warp_magnitudes
+from .augment import mix_series, rotate_vectors, warp_magnitudes
 from .datasets import SeqData
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "predict_logits", "score", "METRICS",
@@ -93,6 +93,9 @@ class TrainConfig:
     rotate_deg: float = 0.0
     #: random amplitude distortions of this strength (``seqeq.augment.warp_magnitudes``; 0: off)
     augment: float = 0.0
+    #: mixup: each batch blended with itself in random pairs, ``lam ~ Beta(mixup, mixup)``
+    #: (``seqeq.augment.mix_series``; 0: off)
+    mixup: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:
@@ -103,6 +106,8 @@ class TrainConfig:
             raise ValueError("rotate_deg must be in 0..180")
         if not 0 <= self.augment <= 1:
             raise ValueError("augment must be in 0..1")
+        if not 0 <= self.mixup <= 10:
+            raise ValueError("mixup must be in 0..10")
 
 
 @dataclass
@@ -290,7 +295,12 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
                 x = rotate_vectors(x, train.vectors, cfg.rotate_deg, aug_gen)
             if cfg.augment > 0:
                 x = warp_magnitudes(x, L, model.mean, model.std, cfg.augment, aug_gen)
-            loss = loss_fn(model(x, L), y)
+            if cfg.mixup > 0:
+                x, L, j, lam = mix_series(x, L, cfg.mixup, aug_gen)
+                out = model(x, L)
+                loss = lam * loss_fn(out, y) + (1 - lam) * loss_fn(out, y[j])
+            else:
+                loss = loss_fn(model(x, L), y)
             reg = getattr(model, "regularization", None)
             if reg is not None:
                 loss = loss + reg()  # a cell's own penalty (e.g. TARNN's), 0 for most

@@ -192,8 +192,10 @@ def test_shell_completion_completes_commands_options_benchmarks_and_cells():
     assert complete("seqeq fit x.csv --cells gru,ir") == ["gru,irnn"]
     assert complete("seqeq export m.c --target onnx-s") == ["onnx-streaming"]
     # the script a user installs
-    r = CliRunner().invoke(app, ["--show-completion", "bash"])
-    assert r.exit_code == 0 and "_SEQEQ_COMPLETE=complete_bash" in r.output
+    r = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'seqeq'; "
+                        "from seqeq.cli import main; main()", "--show-completion", "bash"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and "_SEQEQ_COMPLETE=complete_bash" in r.stdout, r.stderr
 
 
 def test_no_arguments_print_the_help_once():
