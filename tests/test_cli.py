@@ -192,9 +192,11 @@ def test_shell_completion_completes_commands_options_benchmarks_and_cells():
     assert complete("seqeq fit x.csv --cells gru,ir") == ["gru,irnn"]
     assert complete("seqeq export m.c --target onnx-s") == ["onnx-streaming"]
     # the script a user installs
+    # (typer detects the user's shell from the parent process; here, a test's, it is named)
     r = subprocess.run([sys.executable, "-c", "import sys; sys.argv[0] = 'seqeq'; "
                         "from seqeq.cli import main; main()", "--show-completion", "bash"],
-                       capture_output=True, text=True, timeout=120)
+                       capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"})
     assert r.returncode == 0 and "_SEQEQ_COMPLETE=complete_bash" in r.stdout, r.stderr
 
 
