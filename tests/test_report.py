@@ -149,6 +149,15 @@ def test_summary_shows_the_run(run_dir, report):
     assert len(f["test_scores"]) == 2 and len(f["gradient_norm"]) == 30
 
 
+def test_the_weights_precision_reads_fp32_not_none(tmp_path, report):
+    from seqeq.report import write_html
+
+    rep = {**report, "export": {**(report["export"] or {}), "quantize": None},
+           "deployment": {"quantize": "none", "target": "Arm Cortex-M4F"}}
+    text = " ".join(_page(write_html(rep, tmp_path).read_text()).text)
+    assert "(none)" not in text and "(fp32)" in text
+
+
 def test_trials_table_is_ordered_by_score_without_js(run_dir, report):
     page = _page((run_dir / "report.html").read_text())
     rows = [r for r in page.trial_rows if 0 in r]  # body rows (header rows have no <td>)

@@ -87,6 +87,11 @@ document.querySelectorAll("table.sortable").forEach(function (tbl) {
 """
 
 # ---- formatting ---------------------------------------------------------------------------
+
+def _precision(quantize) -> str:
+    """How the weights are stored, in words: int8, else fp32 (recorded as None or "none")."""
+    return "fp32" if quantize in (None, "none", "") else str(quantize)
+
 def _e(v: Any) -> str:
     return html.escape("" if v is None else str(v))
 
@@ -338,7 +343,7 @@ def _model(r: dict) -> str:
         onnx = _kv([
             ("file", _e(ex.get("path"))),
             ("file size", f"{_kib(ex.get('file_bytes'))} ({_e(ex.get('file_bytes'))} bytes)"),
-            ("weights", f"{_kib(ex.get('weight_bytes'))} ({_e(ex.get('quantize'))})"),
+            ("weights", f"{_kib(ex.get('weight_bytes'))} ({_e(_precision(ex.get('quantize')))})"),
             ("opset / nodes", f"{_e(ex.get('opset'))} / {_e(ex.get('num_nodes'))}"),
             ("max |ONNX − PyTorch|", f"{ex['max_abs_error']:.2e}"
              if is_num(ex.get("max_abs_error")) else None),
@@ -468,7 +473,7 @@ def _deployment(r: dict) -> str:
     ins = dep.get("instructions_per_step")
     kv = _kv([
         ("target", _e(dep.get("target"))),
-        ("weights", _e(dep.get("quantize"))),
+        ("weights", _e(_precision(dep.get("quantize")))),
         ("flash (code + weights)", nbytes(dep.get("flash_bytes"))
          if dep.get("flash_bytes") is not None
          else f"weights {nbytes(dep.get('weight_bytes'))} (code not measured)"),
