@@ -148,8 +148,10 @@ def test_predict_format_is_the_layout(monkeypatch, tmp_path, layout):
 def test_export_quantize_reaches_the_api(monkeypatch, tmp_path):
     seen = {}
 
-    def record(out_path, run_dir=None, quantize=None, target=None):
-        seen.update(quantize=quantize, run_dir=run_dir, target=target)
+    def record(out_path, run_dir=None, quantize=None, target=None, trial=None, max_kb=None,
+               quiet=True):
+        seen.update(quantize=quantize, run_dir=run_dir, target=target, trial=trial,
+                    max_kb=max_kb)
         raise typer.Exit(0)
 
     monkeypatch.setattr(api, "export", record)
@@ -158,6 +160,11 @@ def test_export_quantize_reaches_the_api(monkeypatch, tmp_path):
     assert res.exit_code == 0, res.output
     assert seen["quantize"] == "int8" and str(seen["run_dir"]) == "runs/x"
     assert seen["target"] is None  # chosen by the suffix
+    assert seen["trial"] is None and seen["max_kb"] is None  # the run's winner
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "m.onnx"), "--trial", "3"])
+    assert res.exit_code == 0 and seen["trial"] == 3, res.output
+    res = CliRunner().invoke(app, ["export", str(tmp_path / "m.onnx"), "--max-kb", "2.5"])
+    assert res.exit_code == 0 and seen["max_kb"] == 2.5, res.output
     res = CliRunner().invoke(app, ["export", str(tmp_path / "m.bin"), "--target", "onnx"])
     assert res.exit_code == 0 and seen["target"] == "onnx", res.output
     res = CliRunner().invoke(app, ["export", str(tmp_path / "m.bin"), "--target", "tflite"])
