@@ -36,7 +36,7 @@ from .errors import SeqeqError, opt
 
 __all__ = ["Vectors", "random_rotations", "rotate_vectors", "warp_magnitudes", "mix_series",
            "detect_vectors",
-           "parse_vectors", "describe_vectors", "ROTATE_CHOICES", "AUGMENT_STRENGTH",
+           "parse_vectors", "describe_vectors", "ROTATE_CHOICES", "AUGMENT_STRENGTH", "MIXUP_ALPHA",
            "AUGMENT_BELOW", "WARP_KNOTS"]
 
 #: a tuple of bodies; a body is a tuple of (x, y, z) channel-index triplets rotated together
@@ -51,6 +51,8 @@ ROTATE_CHOICES = (0, 15, 30, 45)
 AUGMENT_STRENGTH = 0.1
 #: training sets of fewer series than this get the amplitude distortions by default
 AUGMENT_BELOW = 1000
+#: mixup's Beta parameter where ``--mixup auto`` turns it on (``seqeq.augment.mix_series``)
+MIXUP_ALPHA = 0.5
 #: knots of the smooth magnitude warp, spread evenly over a series' own length
 WARP_KNOTS = 6
 

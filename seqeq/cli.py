@@ -169,6 +169,10 @@ Augment = Annotated[str, typer.Option(
     help="Training augmentation for any series: random scaling, smooth magnitude warping and "
     "jitter of strength S (in units of a channel's standard deviation), e.g. 0.1; 0 (default): "
     "off; auto: searched (0 or 0.1) when trials train on fewer than 1,000 series.")]
+Mixup = Annotated[str, typer.Option(
+    help="Training augmentation for any series: each step also trains on a mixed copy of its "
+    "batch (series blended in random pairs, labels weighed alike) with blends ~ Beta(A, A), "
+    "e.g. 0.5; 0 (default): off; auto: 0.5 when trials train on fewer than 1,000 series.")]
 RamKb = Annotated[float | None, typer.Option(
     "--ram-kb", help="Device limit: RAM of the exported model's C step (state + scratch), in "
     "KiB. Candidates over it are shrunk or not trained.")]
@@ -258,7 +262,8 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("storage", Storage, None), ("study_name", StudyName, None), ("workers", Workers, 1),
     ("resume", Resume, False), ("overwrite", Overwrite, False), ("quantize", Quantize, None),
     ("pruner", Pruner, "median"), ("trial_timeout", TrialTimeout, None),
-    ("rotate", Rotate, "auto"), ("augment", Augment, "0"), ("ram_kb", RamKb, None),
+    ("rotate", Rotate, "auto"), ("augment", Augment, "0"), ("mixup", Mixup, "0"),
+    ("ram_kb", RamKb, None),
     ("max_macs_per_step", MaxMacs, None), ("vectors", Vectors, "auto"),
     ("quiet", Quiet, False),
     ("as_json", AsJson, False),

@@ -123,6 +123,10 @@ class SearchConfig:
     #: ``augment.AUGMENT_BELOW`` series. Off by default: on the development suite the searched
     #: choice moved the median ratio from 0.928 to 0.883 (benchmarks/RESULTS.md)
     augment: float | None = 0.0
+    #: mixup while training (``TrainConfig.mixup``): each step also trains on a mixed copy of its
+    #: batch, ``lam ~ Beta(mixup, mixup)``; 0: off; None (auto): ``augment.MIXUP_ALPHA`` where
+    #: a trial trains on fewer than ``augment.AUGMENT_BELOW`` series, else off
+    mixup: float | None = 0.0
     #: device limits next to the size budget (None: none): RAM of the exported model's C step
     #: (state + scratch, KiB) and its multiply-accumulates per sample; an ensemble's members
     #: share them as they share the budget (``seqeq.export.mcu.device_cost``)
@@ -168,6 +172,9 @@ class SearchConfig:
             raise SeqeqError(f"{opt('augment', float(self.augment))} is not a strength in 0..1",
                              "Use auto, 0 (off) or a strength such as 0.1 (a tenth of a "
                              "channel's standard deviation)")
+        if self.mixup is not None and not 0 <= self.mixup <= 10:
+            raise SeqeqError(f"{opt('mixup', float(self.mixup))} is not a Beta parameter in 0..10",
+                             "Use auto, 0 (off) or e.g. 0.5")
         if self.cells is not None and not self.cells:
             raise SeqeqError(f"{opt('cells')} names no cell",
                              "Name at least one cell, e.g. gru,tinyrnn, or leave it out to search "
@@ -349,6 +356,7 @@ def search_options(kw: dict) -> dict:
     ``--augment auto|S``) as :class:`SearchConfig` values; other settings pass through."""
     kw = _auto_or_number(kw, "augment", "a strength",
                          "Use auto, 0 (off) or a strength such as 0.1")
+    kw = _auto_or_number(kw, "mixup", "a Beta parameter", "Use auto, 0 (off) or e.g. 0.5")
     kw = _auto_or_number(kw, "rotate", "an angle",
                          "Use auto, 0 (no rotation) or a maximum angle such as 30")
     if "cells" in kw and isinstance(kw["cells"], str):

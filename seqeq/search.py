@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from .augment import AUGMENT_BELOW, AUGMENT_STRENGTH, ROTATE_CHOICES
+from .augment import AUGMENT_BELOW, AUGMENT_STRENGTH, MIXUP_ALPHA, ROTATE_CHOICES
 from .config import RunConfig
 from .datasets import SeqData
 from .errors import SeqeqError, opt
@@ -299,7 +299,7 @@ def train_config_of(trial: optuna.trial.FrozenTrial, device: str, seed: int,
     return TrainConfig(lr=t["lr"], batch_size=t["batch_size"], epochs=epochs or t["epochs"],
                        patience=0 if stop_epoch else t.get("patience", 0), device=device,
                        seed=seed, stop_epoch=stop_epoch, rotate_deg=t.get("rotate_deg", 0.0),
-                       augment=t.get("augment", 0.0))
+                       augment=t.get("augment", 0.0), mixup=t.get("mixup", 0.0))
 
 
 def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
@@ -323,6 +323,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         batch_size = batch_for(n_fit, trial.suggest_categorical("batch_size", list(BATCH_SIZES)))
         rotate = _suggest_rotate(trial, cfg, ctx.train)
         augment = _suggest_augment(trial, cfg, n_fit)
+        mixup = _mixup_for(cfg, n_fit)
         # judged at the end of its schedule (what the final retrain delivers), a trial runs it
         # whole unless pruned; judged by its best epoch, it stops early after `patience`
         sc = cfg.search
@@ -341,7 +342,8 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         # "planned_epochs": the schedule before a time limit shortened it, which the final
         # retrain runs where its own time allows (run.final.final_schedule)
         settings = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "patience": patience,
-                    "rotate_deg": rotate, "augment": augment, "planned_epochs": epochs}
+                    "rotate_deg": rotate, "augment": augment, "mixup": mixup,
+                    "planned_epochs": epochs}
         trial.set_user_attr("train", settings)
         t0 = time.perf_counter()
         curve: list[float] = []
@@ -384,6 +386,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
                                device=ctx.device, seed=sc.seed + trial.number,
                                max_seconds=share, rotate_deg=rotate, augment=augment,
+                               mixup=mixup,
                                stop_epoch=None if k == 0 else epochs)
             fold_curve: list[float] = []
             fold_loss: list[float] = []
@@ -534,6 +537,15 @@ def _suggest_augment(trial: optuna.Trial, cfg: RunConfig, n_fit: int) -> float:
     if n_fit >= AUGMENT_BELOW:
         return 0.0
     return float(trial.suggest_categorical("augment", [0.0, AUGMENT_STRENGTH]))
+
+
+def _mixup_for(cfg: RunConfig, n_fit: int) -> float:
+    """Mixup's Beta parameter for a trial (``TrainConfig.mixup``): ``--mixup A`` when given;
+    auto: :data:`~seqeq.augment.MIXUP_ALPHA` where the trial trains on fewer than
+    :data:`~seqeq.augment.AUGMENT_BELOW` series, else none."""
+    if cfg.search.mixup is not None:
+        return float(cfg.search.mixup)
+    return MIXUP_ALPHA if n_fit < AUGMENT_BELOW else 0.0
 
 
 def _suggest_rotate(trial: optuna.Trial, cfg: RunConfig, train) -> float:

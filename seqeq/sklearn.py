@@ -163,7 +163,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     ``metric``, ``epochs``, ``final_seeds``, ``ensemble``, ``rerank``, ``opening``, ``device``,
     ``random_state`` (the seed of splits, sampler and training), ``out``, ``rotate``
     (``"auto"``, or a maximum angle in degrees), ``augment`` (the strength of the amplitude
-    distortions, 0: off, the default; ``"auto"``: searched). ``vectors`` says which channels
+    distortions, 0: off, the default; ``"auto"``: searched), ``mixup`` (mixup's Beta parameter,
+    0: off, the default; ``"auto"``: 0.5 below 1,000 series). ``vectors`` says which channels
     are x/y/z triplets for the rotation augmentation, by index: one list per device of
     ``(x, y, z)`` triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and
     gyroscope (default: none, arrays have no channel names). ``layout``: ``"ntc"`` (the
@@ -176,7 +177,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                  final_seeds: int = 1, device: str = "auto", random_state: int = 0,
                  out: str | None = None, verbose: bool = False, rotate: str | float = "auto",
                  vectors=None, ensemble: int | None = None, rerank: int = 0,
-                 opening: bool = True, augment: str | float = 0.0, layout: str = "ntc"):
+                 opening: bool = True, augment: str | float = 0.0, layout: str = "ntc",
+                 mixup: str | float = 0.0):
         self.budget_kb = budget_kb
         self.trials = trials
         self.timeout = timeout
@@ -195,6 +197,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         self.opening = opening
         self.augment = augment
         self.layout = layout
+        self.mixup = mixup
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -242,7 +245,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                            final_seeds=self.final_seeds, ensemble=self.ensemble,
                            rerank=self.rerank, opening=self.opening, device=self.device,
                            **search_options({"cells": self.cells, "rotate": self.rotate,
-                                             "augment": self.augment}))
+                                             "augment": self.augment,
+                                             "mixup": self.mixup}))
         if self.out is not None:
             res = run_on(data, None, cfg, self.out, data_info={"kind": "array"},
                          quiet=not self.verbose, keep_model=True)

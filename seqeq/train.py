@@ -93,8 +93,8 @@ class TrainConfig:
     rotate_deg: float = 0.0
     #: random amplitude distortions of this strength (``seqeq.augment.warp_magnitudes``; 0: off)
     augment: float = 0.0
-    #: mixup: each batch blended with itself in random pairs, ``lam ~ Beta(mixup, mixup)``
-    #: (``seqeq.augment.mix_series``; 0: off)
+    #: mixup: each step also trains on a mixed copy of its batch (series blended in random
+    #: pairs, ``lam ~ Beta(mixup, mixup)``, ``seqeq.augment.mix_series``; 0: off)
     mixup: float = 0.0
 
     def __post_init__(self) -> None:
@@ -295,12 +295,11 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
                 x = rotate_vectors(x, train.vectors, cfg.rotate_deg, aug_gen)
             if cfg.augment > 0:
                 x = warp_magnitudes(x, L, model.mean, model.std, cfg.augment, aug_gen)
-            if cfg.mixup > 0:
-                x, L, j, lam = mix_series(x, L, cfg.mixup, aug_gen)
-                out = model(x, L)
-                loss = lam * loss_fn(out, y) + (1 - lam) * loss_fn(out, y[j])
-            else:
-                loss = loss_fn(model(x, L), y)
+            loss = loss_fn(model(x, L), y)
+            if cfg.mixup > 0:  # and a mixed copy of the batch, its labels weighed by lam
+                xm, Lm, j, lam = mix_series(x, L, cfg.mixup, aug_gen)
+                out = model(xm, Lm)
+                loss = loss + lam * loss_fn(out, y) + (1 - lam) * loss_fn(out, y[j])
             reg = getattr(model, "regularization", None)
             if reg is not None:
                 loss = loss + reg()  # a cell's own penalty (e.g. TARNN's), 0 for most

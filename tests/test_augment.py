@@ -322,3 +322,58 @@ def test_cli_takes_augment_auto_or_a_strength_and_refuses_others(tmp_path, walks
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["best"]["train"]["augment"] in (0, 0.1)
     assert all("augment" in t["params"] for t in report["trials"])  # searched
+
+
+def test_mix_series_blends_pairs_where_both_run_and_never_mixes_in_padding():
+    from seqeq.augment import mix_series
+
+    x = torch.zeros(2, 6, 1)
+    x[0, :, 0] = 1.0  # 6 steps of 1
+    x[1, :3, 0] = 3.0  # 3 steps of 3, then padding
+    lengths = torch.tensor([6, 3])
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        mixed, L, j, lam = mix_series(x, lengths, 0.5, gen)
+        assert 0 <= lam <= 1 and sorted(j.tolist()) == [0, 1]
+        for i in range(2):
+            k = int(j[i])
+            assert L[i] == max(lengths[i], lengths[k])
+            if k == i:  # blended with itself: unchanged
+                torch.testing.assert_close(mixed[i, : L[i]], x[i, : L[i]])
+                continue
+            a, b = (lam, 1 - lam)
+            both = min(int(lengths[i]), int(lengths[k]))
+            want = (a * x[i, :both] + b * x[k, :both]) / (a + b)
+            torch.testing.assert_close(mixed[i, :both], want)
+            # where one series has ended, the other's values alone (never its padding zeros)
+            longer = i if lengths[i] > lengths[k] else k
+            torch.testing.assert_close(mixed[i, both: L[i]], x[longer, both: L[i]])
+
+
+def test_mixup_default_and_the_trials_and_final_model_train_with_it(tmp_path, walks,
+                                                                    monkeypatch):
+    import seqeq.search  # noqa: F401
+    import seqeq.train
+    from seqeq.api import run_on
+    from seqeq.augment import AUGMENT_BELOW, MIXUP_ALPHA
+    from seqeq.search import _mixup_for
+
+    assert _mixup_for(RunConfig.of(mixup=None), AUGMENT_BELOW - 1) == MIXUP_ALPHA
+    assert _mixup_for(RunConfig.of(mixup=None), AUGMENT_BELOW) == 0.0
+    assert _mixup_for(RunConfig.of(mixup=0.3), 10_000) == 0.3
+    with pytest.raises(SeqeqError, match="mixup=20 is not a Beta parameter"):
+        RunConfig.of(mixup=20)
+    calls = []
+    real = seqeq.train.mix_series
+
+    def spy(*a, **kw):
+        calls.append(a[2])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(seqeq.train, "mix_series", spy)
+    cfg = RunConfig.of(budget_kb=3, trials=2, epochs=1, final_seeds=1, cells=("gru",),
+                       device="cpu", mixup=0.4)
+    res = run_on(walks(n=60, T=10, seed=3), None, cfg, tmp_path / "r")
+    report = json.loads(open(res.report_json).read())
+    assert report["best"]["train"]["mixup"] == 0.4 and set(calls) == {0.4} and len(calls) > 2
+    assert "mixup" in open(res.report_html).read()  # the chosen model's training says so

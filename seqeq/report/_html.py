@@ -320,6 +320,7 @@ def _model(r: dict) -> str:
     spec, tr = b.get("spec") or {}, b.get("train") or {}
     rot = float(tr.get("rotate_deg") or 0)
     aug = float(tr.get("augment") or 0)
+    mix = float(tr.get("mixup") or 0)
     kv = _kv([
         ("cell", f"<b>{_e(spec.get('cell'))}</b> (trial #{_e(b.get('trial'))})"
                  + (f", an ensemble of {_e(spec['members'])} such models averaging their "
@@ -331,6 +332,8 @@ def _model(r: dict) -> str:
                         if rot else "")
                      + (f"random scaling, magnitude warping and jitter of strength {aug:g}, "
                         if aug else "")
+                     + (f"mixup (a mixed copy of each batch, Beta({mix:g}, {mix:g})), "
+                        if mix else "")
                      + (f"best validation score at epoch {_e(b.get('epochs'))} of its trial "
                         "(not retrained: interrupted)" if r.get("final") is None
                         and r.get("interrupted") else

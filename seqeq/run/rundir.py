@@ -51,9 +51,9 @@ def check_run_dir(out: Path, cfg: RunConfig, data_fp: str | None = None) -> None
 #: what a study's trials were sized, sampled and scored under: a resumed run must keep them (the
 #: number of trials, the timeout, the workers, --rerank may change)
 _RESUME_FIXED = ("budget_kb", "quantize", "ensemble", "metric", "epochs", "final_epochs", "seed",
-                 "cells", "rotate", "augment", "cv_folds", "ram_kb", "max_macs_per_step")
+                 "cells", "rotate", "augment", "mixup", "cv_folds", "ram_kb", "max_macs_per_step")
 #: a setting whose None is typed as a value on the command line
-_NONE_TYPED = {"rotate": "auto", "augment": "auto"}
+_NONE_TYPED = {"rotate": "auto", "augment": "auto", "mixup": "auto"}
 #: how a setting's None reads in a message where it is given by leaving its flag out
 _NONE_SHOWN = {"cells": "all cells", "quantize": "none"}
 
