@@ -122,11 +122,11 @@ class SearchConfig:
     #: searched between 0 and ``augment.AUGMENT_STRENGTH`` where a trial trains on fewer than
     #: ``augment.AUGMENT_BELOW`` series. Off by default: on the development suite the searched
     #: choice moved the median ratio from 0.928 to 0.883 (benchmarks/RESULTS.md)
-    augment: float | None = None
+    augment: float | None = 0.0
     #: mixup while training (``TrainConfig.mixup``): each step also trains on a mixed copy of its
     #: batch, ``lam ~ Beta(mixup, mixup)``; 0: off; None (auto): ``augment.MIXUP_ALPHA`` where
     #: a trial trains on fewer than ``augment.AUGMENT_BELOW`` series, else off
-    mixup: float | None = None
+    mixup: float | None = 0.0
     #: device limits next to the size budget (None: none): RAM of the exported model's C step
     #: (state + scratch, KiB) and its multiply-accumulates per sample; an ensemble's members
     #: share them as they share the budget (``seqeq.export.mcu.device_cost``)

@@ -534,7 +534,9 @@ def _suggest_augment(trial: optuna.Trial, cfg: RunConfig, n_fit: int) -> float:
     (``benchmarks/augment_small.py``), so the data decides."""
     if cfg.search.augment is not None:
         return float(cfg.search.augment)
-    return AUGMENT_STRENGTH if n_fit < AUGMENT_BELOW else 0.0
+    if n_fit >= AUGMENT_BELOW:
+        return 0.0
+    return float(trial.suggest_categorical("augment", [0.0, AUGMENT_STRENGTH]))
 
 
 def _mixup_for(cfg: RunConfig, n_fit: int) -> float:
