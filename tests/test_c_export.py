@@ -14,13 +14,13 @@ import subprocess
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
+from _models import perturbed_model
 
 from seqeq import SeqeqError
 from seqeq.cells import list_cells
 from seqeq.export import export_onnx
 from seqeq.export.c_source import c_identifier, export_c
-from seqeq.models import ModelSpec, build_model
+from seqeq.models import ModelSpec
 
 CELLS = list_cells()
 STRICT = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-pedantic"]
@@ -89,15 +89,6 @@ def onnx_logits(path, X, lengths):
                                  "lengths": np.asarray(lengths, np.int64)})[0]
 
 
-def perturbed(spec, mean, std, seed=0):
-    model = build_model(spec, seed=seed)
-    g = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(1 + 0.2 * torch.randn(p.shape, generator=g))
-            p.add_(0.005 * torch.randn(p.shape, generator=g))
-    model.set_normalisation(mean, std)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +105,7 @@ def test_c_gives_best_onnx_logits_on_real_series_of_unequal_length(cell, quantiz
                                                                    gcc, tmp_path):
     tr, te = vowels
     spec = ModelSpec(cell, tr.n_channels, 10, tr.n_classes)
-    model = perturbed(spec, *tr.channel_stats())
+    model = perturbed_model(spec, *tr.channel_stats())
     names = dict(class_names=tr.class_names, channel_names=tr.channel_names, quantize=quantize)
     info = export_c(model, spec, tmp_path / "vowels.c", **names)
     export_onnx(model, spec, tmp_path / "best.onnx", **names)
@@ -143,7 +134,7 @@ def test_front_ends_ensembles_and_weight_kinds_compile_and_agree(cell, hp, pool,
                                                                  quantize, gcc, tmp_path):
     spec = ModelSpec(cell, 3, 8, 4, cell_kwargs=hp, pool=pool, conv=conv, members=members)
     mean, std = np.array([1.0, -2, 3]), np.array([0.5, 2, 3])
-    model = perturbed(spec, mean, std)
+    model = perturbed_model(spec, mean, std)
     names = dict(class_names=list("abcd"), channel_names=list("xyz"), quantize=quantize)
     export_c(model, spec, tmp_path / "m.c", **names)
     export_onnx(model, spec, tmp_path / "m.onnx", **names)
@@ -166,7 +157,7 @@ def test_under_address_and_undefined_behaviour_sanitizers(vowels, gcc, tmp_path)
     tr, te = vowels
     spec = ModelSpec("tarnn", tr.n_channels, 12, tr.n_classes, pool=2, conv=4,
                      cell_kwargs={"K": 2, "variant": "code"})
-    model = perturbed(spec, *tr.channel_stats())
+    model = perturbed_model(spec, *tr.channel_stats())
     names = dict(class_names=tr.class_names, channel_names=tr.channel_names, quantize="int8")
     export_c(model, spec, tmp_path / "san.c", **names)
     export_onnx(model, spec, tmp_path / "san.onnx", **names)
@@ -180,7 +171,7 @@ def test_under_address_and_undefined_behaviour_sanitizers(vowels, gcc, tmp_path)
 
 def test_source_is_self_contained_and_its_header_describes_the_model(gcc, tmp_path):
     spec = ModelSpec("gru", 2, 6, 3)
-    model = perturbed(spec, np.zeros(2), np.ones(2))
+    model = perturbed_model(spec, np.zeros(2), np.ones(2))
     classes = ['say "hi"', "café", "a\\b"]
     info = export_c(model, spec, tmp_path / "My-Model 1.c", class_names=classes,
                     channel_names=["acc x", "gyro?"], quantize="int8")
@@ -236,7 +227,7 @@ def test_cli_writes_model_c_and_h_and_refuses_what_it_cannot(tmp_path, walks, gc
 
 def test_a_cell_that_cannot_stream_is_refused_for_c(tmp_path):
     spec = ModelSpec("ernn", 2, 6, 3, cell_kwargs={"n_timesteps": 20})
-    model = perturbed(spec, np.zeros(2), np.ones(2))
+    model = perturbed_model(spec, np.zeros(2), np.ones(2))
     with pytest.raises(SeqeqError, match="depend on the step's position"):
         export_c(model, spec, tmp_path / "m.c", class_names=list("abc"),
                  channel_names=["u", "v"])

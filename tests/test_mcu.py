@@ -7,11 +7,11 @@ from __future__ import annotations
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
+from _models import perturbed_model
 
 from seqeq.export import export_onnx, mcu
 from seqeq.export.c_source import export_c
-from seqeq.models import ModelSpec, build_model
+from seqeq.models import ModelSpec
 
 
 def _need(*names):
@@ -22,14 +22,6 @@ def _need(*names):
                     "libnewlib-arm-none-eabi qemu-system-arm)")
 
 
-def _model(spec, mean, std, seed=0):
-    model = build_model(spec, seed=seed)
-    g = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(1 + 0.2 * torch.randn(p.shape, generator=g))
-    model.set_normalisation(mean, std)
-    return model.eval()
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +41,7 @@ def test_the_firmware_on_the_emulated_m4_predicts_as_the_host(cell, hp, quantize
     _need("gcc", "qemu")
     tr, te = vowels
     spec = ModelSpec(cell, tr.n_channels, 12, tr.n_classes, cell_kwargs=hp)
-    model = _model(spec, *tr.channel_stats())
+    model = perturbed_model(spec, *tr.channel_stats())
     names = dict(class_names=tr.class_names, channel_names=tr.channel_names, quantize=quantize)
     export_c(model, spec, tmp_path / "m.c", **names)
     export_onnx(model, spec, tmp_path / "m.onnx", **names)
@@ -67,7 +59,7 @@ def test_the_firmware_on_the_emulated_m4_predicts_as_the_host(cell, hp, quantize
 def test_flash_ram_and_instructions_per_step_are_measured(tmp_path):
     _need("gcc", "size", "qemu")
     spec = ModelSpec("gru", 3, 16, 4)
-    model = _model(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]))
+    model = perturbed_model(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]))
     info = export_c(model, spec, tmp_path / "g.c", class_names=list("abcd"),
                     channel_names=list("xyz"), quantize="int8")
     fr = mcu.measure_flash_ram(tmp_path / "g.c")
@@ -123,7 +115,7 @@ def test_a_run_reports_its_models_deployment_figures(tmp_path, walks):
 
 def test_device_cost_is_the_c_exports_and_grows_with_the_hidden_size():
     spec = ModelSpec("gru", 3, 16, 4)
-    model = _model(spec, np.zeros(3), np.ones(3))
+    model = perturbed_model(spec, np.zeros(3), np.ones(3))
     import tempfile
     from pathlib import Path
 

@@ -14,6 +14,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from _models import perturbed_model
 
 from seqeq import SeqeqError
 from seqeq.cells import list_cells
@@ -21,7 +22,7 @@ from seqeq.export import _format as F
 from seqeq.export import export_onnx
 from seqeq.export.quantize import quantize_model_weights
 from seqeq.export.streaming import export_streaming_onnx, state_layout
-from seqeq.models import ModelSpec, build_model
+from seqeq.models import ModelSpec
 
 CELLS = list_cells()
 TOL = 1e-5
@@ -33,15 +34,6 @@ def _session(path):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-def _perturbed(spec, mean, std, seed=0):
-    model = build_model(spec, seed=seed)
-    g = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(1 + 0.2 * torch.randn(p.shape, generator=g))
-            p.add_(0.005 * torch.randn(p.shape, generator=g))
-    model.set_normalisation(mean, std)
-    return model.eval()
 
 
 def stream(path, X, lengths):
@@ -81,7 +73,7 @@ def vowels(staged):
 def test_streaming_equals_the_whole_series_model_on_real_data(cell, quantize, vowels, tmp_path):
     tr, te = vowels
     spec = ModelSpec(cell, tr.n_channels, 10, tr.n_classes)
-    model = _perturbed(spec, *tr.channel_stats())
+    model = perturbed_model(spec, *tr.channel_stats())
     names = dict(class_names=tr.class_names, channel_names=tr.channel_names, quantize=quantize)
     info = export_streaming_onnx(model, spec, tmp_path / "step.onnx", **names)
     export_onnx(model, spec, tmp_path / "best.onnx", **names)
@@ -103,7 +95,7 @@ def test_front_ends_and_ensembles_stream_block_by_block(cell, pool, conv, member
     (what the whole-series model does with a series that ends there); convolution: its window of
     the last inputs is in the state."""
     spec = ModelSpec(cell, 3, 8, 4, pool=pool, conv=conv, members=members)
-    model = _perturbed(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]))
+    model = perturbed_model(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]))
     names = dict(class_names=list("abcd"), channel_names=list("xyz"))
     export_streaming_onnx(model, spec, tmp_path / "s.onnx", **names)
     export_onnx(model, spec, tmp_path / "w.onnx", **names)
@@ -120,7 +112,7 @@ def test_front_ends_and_ensembles_stream_block_by_block(cell, pool, conv, member
 @pytest.mark.parametrize("cell", CELLS)
 def test_graph_has_no_control_flow_and_a_dynamic_batch(cell, tmp_path):
     spec = ModelSpec(cell, 2, 6, 3)
-    model = _perturbed(spec, np.zeros(2), np.ones(2))
+    model = perturbed_model(spec, np.zeros(2), np.ones(2))
     path = tmp_path / "s.onnx"
     info = export_streaming_onnx(model, spec, path, class_names=list("abc"),
                                  channel_names=["u", "v"], quantize="int8")
@@ -146,7 +138,7 @@ def test_graph_has_no_control_flow_and_a_dynamic_batch(cell, tmp_path):
 
 def test_a_cell_with_per_timestep_step_sizes_is_refused(tmp_path):
     spec = ModelSpec("ernn", 2, 6, 3, cell_kwargs={"n_timesteps": 20})
-    model = _perturbed(spec, np.zeros(2), np.ones(2))
+    model = perturbed_model(spec, np.zeros(2), np.ones(2))
     with pytest.raises(SeqeqError, match="depend on the step's position"):
         export_streaming_onnx(model, spec, tmp_path / "s.onnx", class_names=list("abc"),
                               channel_names=["u", "v"])
@@ -200,7 +192,7 @@ def test_other_runtimes_step_it_as_onnxruntime_does(cell, quantize, runtime, tmp
     """tract (the Rust engine for embedded Linux) has no Loop at all, so the whole-series model
     does not load there; the streaming model does, in it and in OpenVINO."""
     spec = ModelSpec(cell, 3, 8, 4)
-    model = _perturbed(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]), seed=2)
+    model = perturbed_model(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]), seed=2)
     path = tmp_path / "s.onnx"
     export_streaming_onnx(model, spec, path, class_names=list("abcd"),
                           channel_names=list("xyz"), quantize=quantize)
@@ -227,7 +219,7 @@ def test_the_runtime_predicts_with_a_streaming_file_as_with_the_whole_series_one
     from seqeq.export.runtime import OnnxClassifier
 
     spec = ModelSpec("tarnn", 3, 8, 4, pool=2, conv=3)
-    model = _perturbed(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]))
+    model = perturbed_model(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]))
     names = dict(class_names=list("abcd"), channel_names=list("xyz"))
     export_streaming_onnx(model, spec, tmp_path / "s.onnx", **names)
     export_onnx(model, spec, tmp_path / "w.onnx", **names)
@@ -253,7 +245,7 @@ def test_every_example_configuration_streams_or_is_refused(cell, hp, tmp_path):
     """Every weight kind, K and L the cells test with; TARNN's code variant reads the previous
     input in its time-parallel part (kept in the state); per-timestep step sizes are refused."""
     spec = ModelSpec(cell, 3, 8, 4, cell_kwargs=hp)
-    model = _perturbed(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]))
+    model = perturbed_model(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]))
     names = dict(class_names=list("abcd"), channel_names=list("xyz"))
     if hp.get("n_timesteps"):
         with pytest.raises(SeqeqError, match="depend on the step's position"):
