@@ -295,11 +295,16 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
                 x = rotate_vectors(x, train.vectors, cfg.rotate_deg, aug_gen)
             if cfg.augment > 0:
                 x = warp_magnitudes(x, L, model.mean, model.std, cfg.augment, aug_gen)
-            loss = loss_fn(model(x, L), y)
             if cfg.mixup > 0:  # and a mixed copy of the batch, its labels weighed by lam
                 xm, Lm, j, lam = mix_series(x, L, cfg.mixup, aug_gen)
-                out = model(xm, Lm)
-                loss = loss + lam * loss_fn(out, y) + (1 - lam) * loss_fn(out, y[j])
+                # one forward pass over both halves: on small batches a step's cost is the
+                # recurrence's per-step overhead, nearly the same for 2B series as for B
+                out = model(torch.cat([x, xm]), torch.cat([L, Lm]))
+                clean, mixed = out[: len(y)], out[len(y):]
+                loss = (loss_fn(clean, y) + lam * loss_fn(mixed, y)
+                        + (1 - lam) * loss_fn(mixed, y[j]))
+            else:
+                loss = loss_fn(model(x, L), y)
             reg = getattr(model, "regularization", None)
             if reg is not None:
                 loss = loss + reg()  # a cell's own penalty (e.g. TARNN's), 0 for most

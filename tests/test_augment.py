@@ -377,3 +377,22 @@ def test_mixup_default_and_the_trials_and_final_model_train_with_it(tmp_path, wa
     report = json.loads(open(res.report_json).read())
     assert report["best"]["train"]["mixup"] == 0.4 and set(calls) == {0.4} and len(calls) > 2
     assert "mixup" in open(res.report_html).read()  # the chosen model's training says so
+
+
+@pytest.mark.parametrize("cell", ["gru", "dirnn", "ernn"])
+def test_one_forward_pass_over_a_batch_and_its_mixed_copy_is_two_passes(cell):
+    """train_model sends a batch and its mixed copy through the model as one batch of 2B: that
+    is the two-pass loss only if no series' output depends on the rest of its batch."""
+    from seqeq.augment import mix_series
+    from seqeq.models import ModelSpec, build_model
+
+    model = build_model(ModelSpec(cell, 2, 6, 3, conv=4, pool=2), seed=0)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(5, 9, 2, generator=gen)
+    lengths = torch.tensor([9, 4, 7, 1, 9])
+    for b, n in enumerate(lengths.tolist()):
+        x[b, n:] = 0.0
+    xm, Lm, _, _ = mix_series(x, lengths, 0.5, gen)
+    both = model(torch.cat([x, xm]), torch.cat([lengths, Lm]))
+    torch.testing.assert_close(both[:5], model(x, lengths), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(both[5:], model(xm, Lm), rtol=1e-5, atol=1e-6)
