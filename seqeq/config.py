@@ -206,19 +206,8 @@ class FinalConfig:
     #: trials are scored at their best epoch, stop early after ``patience`` epochs without a
     #: better one, and the final retrain stops at the best trial's best epoch
     final_epochs: str = "all"
-    #: the final models (not the trials) also train on a mixed copy of each batch
-    #: (``TrainConfig.mixup``, ``lam ~ Beta(final_mixup, final_mixup)``) after amplitude
-    #: distortions of strength ``final_augment`` (``TrainConfig.augment``); 0: as the trial did
-    final_mixup: float = 0.0
-    final_augment: float = 0.0
 
     def __post_init__(self) -> None:
-        if not 0 <= self.final_mixup <= 10:
-            raise SeqeqError(f"{opt('final_mixup', self.final_mixup)} is not a Beta parameter in "
-                             "0..10", "Use 0 (off) or e.g. 0.5")
-        if not 0 <= self.final_augment <= 1:
-            raise SeqeqError(f"{opt('final_augment', self.final_augment)} is not a strength in "
-                             "0..1", "Use 0 (off) or e.g. 0.1")
         if self.final_seeds < 1:
             raise SeqeqError(f"{opt('final_seeds')} must be at least 1, got {self.final_seeds}",
                              f"Give e.g. {opt('final_seeds', 3)}")

@@ -21,7 +21,7 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
     ``progress``: the run's :class:`~seqeq._progress.RunProgress`."""
     from ..datasets import concat
     from ..models import build_model, combine_models
-    from ..search import FINAL_SHARE, best_trial, search_seconds, spec_of, train_config_of
+    from ..search import best_trial, spec_of, train_config_of
     from ..train import predict_logits, score, train_model
 
     best, reranked = trial, None
@@ -39,8 +39,6 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
     full = concat(train, val)
     n_models = max(cfg.final.final_seeds, cfg.final.ensemble)
     schedule, epochs = final_schedule(best, cfg, full.n_series, train.n_series, n_models)
-    budget = search_seconds(cfg, train.n_series)
-    seconds = None if budget is None else FINAL_SHARE * budget / n_models
     mean, std = full.channel_stats()
     finals = []
     for k in range(n_models):
@@ -51,9 +49,7 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
             on_epoch = lambda e, rec: progress.final_epoch(e, epochs)  # noqa: E731
         model = build_model(spec, seed=seed)
         model.set_normalisation(mean, std)
-        tcfg = _final_regularised(
-            train_config_of(best, device, seed=seed, stop_epoch=epochs, epochs=schedule), cfg,
-            seconds, int(best.user_attrs["train"].get("planned_epochs", schedule)))
+        tcfg = train_config_of(best, device, seed=seed, stop_epoch=epochs, epochs=schedule)
         hist = train_model(model, full, tcfg, metric=cfg.search.metric, on_epoch=on_epoch)
         fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.search.metric)
         rec = {"seed": seed, "model": model, "val_score": fit_score, "history": hist.history}
@@ -73,23 +69,6 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
     else:
         chosen = max(finals, key=lambda f: f["val_score"])
     return best, reranked, spec, epochs, finals, chosen, ensemble
-
-
-def _final_regularised(tcfg, cfg: RunConfig, seconds: float | None, planned: int):
-    """The final models' training settings with ``final_mixup`` / ``final_augment`` where given.
-    A mixed copy the trial did not train on changes the cost of an epoch, so the trial's
-    measured cost no longer says what fits: such a model's schedule, the trial's ``planned`` one,
-    is fitted into its share of the final stage's time (``seconds``) as it trains
-    (``TrainConfig.max_seconds``)."""
-    import dataclasses
-
-    f = cfg.final
-    out = dataclasses.replace(tcfg, mixup=f.final_mixup or tcfg.mixup,
-                              augment=f.final_augment or tcfg.augment)
-    if f.final_mixup and not tcfg.mixup and seconds is not None:
-        out = dataclasses.replace(out, epochs=max(planned, out.epochs), stop_epoch=None,
-                                  max_seconds=seconds)
-    return out
 
 
 def final_schedule(best, cfg: RunConfig, n_full: int, n_search: int, n_models: int
