@@ -401,3 +401,37 @@ def test_the_size_plot_spans_the_trials_ends_its_front_at_the_budget_and_numbers
     stair = [ln for ln in ax.get_lines() if ln.get_drawstyle() == "steps-post"][0]
     assert max(stair.get_xdata()) == 20  # ends at the budget line
     assert {t.get_text() for t in ax.texts} == {"#0", "#1"}
+
+
+def test_the_history_legend_names_every_cell_it_draws_pruned_only_ones_too():
+    """A cell whose only trial was pruned was drawn (hollow, in its colour) but not named."""
+    from seqeq.report import _plots
+
+    trials = [{"number": 0, "cell": "gru"}, {"number": 1, "cell": "fastrnn"},
+              {"number": 2, "cell": "gru"}]
+    hist = [{"number": 0, "state": "complete", "val_score": 0.9, "best_so_far": 0.9},
+            {"number": 1, "state": "pruned", "val_score": 0.7, "best_so_far": 0.9},
+            {"number": 2, "state": "pruned", "val_score": 0.8, "best_so_far": 0.9}]
+    report = {"search": {"cells": ["gru", "fastrnn"], "metric": "accuracy"}, "trials": trials,
+              "derived": {"history": hist}}
+    fig = _plots._figure(5, 3)
+    _plots._history(fig, report)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert labels.count("gru") == 1 and labels.count("fastrnn") == 1 and "pruned" in labels
+
+
+def test_the_chosen_model_and_the_trials_table_name_the_front_ends():
+    """The result table said ``gru D=9 (conv 16)``; the report's model section did not."""
+    from seqeq.report._html import _model, _trials
+
+    spec = {"cell": "gru", "hidden_size": 9, "conv": 16, "pool": 6, "cell_kwargs": {}}
+    r = {"best": {"trial": 0, "spec": spec, "train": {"lr": 0.01, "batch_size": 8}},
+         "search": {"metric": "accuracy"}, "derived": {"pareto_front": []},
+         "trials": [{"number": 0, "cell": "gru", "state": "complete", "spec": spec,
+                     "params": {}, "val_score": 1.0}]}
+    model = _model(r)
+    assert "front end" in model and "16 causal convolution filters over 5 steps" in model
+    assert "block mean of every 6 steps" in model
+    assert "conv 16, pool 6" in _trials(r)
+    bare = _model({**r, "best": {**r["best"], "spec": {**spec, "conv": 0, "pool": 1}}})
+    assert "front end" not in bare

@@ -124,10 +124,29 @@ def _card(key: str, value: str, sub: str = "") -> str:
 
 
 def _hp(spec: dict | None) -> str:
+    """The cell's hyperparameters, then its front ends (``conv 16, pool 6``) where it has any."""
     if not spec:
         return ""
     kw = spec.get("cell_kwargs") or {}
-    return ", ".join(f"{k}={v}" for k, v in kw.items())
+    short = []
+    if spec.get("conv"):
+        short.append(f"conv {spec['conv']}")
+    if (spec.get("pool") or 1) > 1:
+        short.append(f"pool {spec['pool']}")
+    return ", ".join([f"{k}={v}" for k, v in kw.items()] + short)
+
+
+def _front_end(spec: dict) -> str | None:
+    """What reads the series before the cell, in words (None: the cell reads it as it is)."""
+    from ..models import CONV_KERNEL
+
+    parts = []
+    if (spec.get("pool") or 1) > 1:
+        parts.append(f"a block mean of every {spec['pool']} steps (padding never read)")
+    if spec.get("conv"):
+        parts.append(f"{spec['conv']} causal convolution filters over {CONV_KERNEL} steps with "
+                     "ReLU (their weights count in the size)")
+    return ", then ".join(parts) or None
 
 
 # ---- sections -----------------------------------------------------------------------------
@@ -326,7 +345,8 @@ def _model(r: dict) -> str:
                  + (f", an ensemble of {_e(spec['members'])} such models averaging their "
                     "logits" if (spec.get("members") or 1) > 1 else "")),
         ("hidden size D", _e(spec.get("hidden_size"))),
-        ("cell hyperparameters", _e(_hp(spec)) or None),
+        ("cell hyperparameters", _e(_hp({**spec, "conv": 0, "pool": 1})) or None),
+        ("front end", _e(_front_end(spec)) if _front_end(spec) else None),
         ("training", f"lr {_score(tr.get('lr'), 5)}, batch size {_e(tr.get('batch_size'))}, "
                      + (f"x/y/z channels turned by random rotations up to {rot:g}°, "
                         if rot else "")
@@ -453,7 +473,7 @@ def _trials(r: dict) -> str:
     head = ("<tr><th>trial</th><th class=\"l\">cell</th><th class=\"l\">state</th>"
             f"<th>size KiB</th><th>validation {metric}</th><th>epochs (best)</th>"
             "<th>seconds</th><th>D</th><th>lr</th><th>batch</th>"
-            "<th class=\"l\">cell hyperparameters</th></tr>")
+            "<th class=\"l\">cell hyperparameters, front end</th></tr>")
     return (f'<section id="trials"><h2>All trials</h2><p class="cap">Ordered by validation score '
             "(click a column header to sort). ★ chosen trial; ◆ on the Pareto front. Pruned "
             "trials show the best score before they stopped.</p>"

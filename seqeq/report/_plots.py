@@ -155,19 +155,21 @@ def _history(fig, report: dict):
     ax = fig.subplots()
     colours = cell_colours(report)
     cell_of = {t["number"]: t.get("cell") for t in report.get("trials") or []}
-    seen: set[str] = set()
     for h in pts:
         c = cell_of.get(h["number"])
         col = colours.get(c, "0.5")
-        label = c if (h["state"] == "complete" and c not in seen) else None
         if h["state"] == "complete":
-            seen.add(c)
-            ax.scatter([h["number"]], [h["val_score"]], s=22, color=col, zorder=3, label=label)
+            ax.scatter([h["number"]], [h["val_score"]], s=22, color=col, zorder=3)
         elif h["state"] == "fail":  # cut short by Ctrl-C, or failed: its score so far
             ax.scatter([h["number"]], [h["val_score"]], s=26, marker="x", color=col, zorder=3)
         else:
             ax.scatter([h["number"]], [h["val_score"]], s=22, facecolors="none", edgecolors=col,
                        zorder=3)
+    # one legend entry per cell drawn, whatever its trials' states (a cell whose only trials
+    # were pruned is still a colour on the plot)
+    for c in dict.fromkeys(cell_of.get(h["number"]) for h in pts):
+        if c is not None:
+            ax.scatter([], [], s=22, color=colours.get(c, "0.5"), label=c)
     best = [(h["number"], h["best_so_far"]) for h in hist if h["best_so_far"] is not None]
     if best:
         xs, ys = zip(*best, strict=True)
