@@ -17,6 +17,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from _models import perturbed_model
 
 import seqeq
 from seqeq import SeqeqError
@@ -48,16 +49,7 @@ CONFIG_IDS = [f"{n}-{i}" for n in CELLS for i, _ in enumerate(_examples(n))]
 
 def make_model(cell, hp=None, hidden=HIDDEN, seed=0):
     spec = ModelSpec(cell, D_IN, hidden, C, cell_kwargs=dict(hp or {}))
-    torch.manual_seed(seed)
-    model = build_model(spec)
-    g = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for p in model.parameters():
-            # +-20 % (keeps the cell's stable init stable), and no exact zeros or ties
-            p.mul_(1 + 0.2 * torch.randn(p.shape, generator=g))
-            p.add_(0.005 * torch.randn(p.shape, generator=g))
-    model.set_normalisation(MEAN, STD)
-    return spec, model.eval()
+    return spec, perturbed_model(spec, MEAN, STD, seed)
 
 
 def raw(B, T, seed=0):
