@@ -29,6 +29,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+
 def _settings(text: str) -> dict:
     out = {}
     for kv in text.split():
@@ -47,14 +48,12 @@ def retrain(run_dir: str, name: str, variant: str) -> dict:
     import suite
 
     from seqeq.run.final import final_models
-    from seqeq.run.pick import _chosen_trial, _load_study, _same_split, run_config
+    from seqeq.run.pick import _chosen_trial, _same_split, pick_trial
 
     run = Path(run_dir)
-    cfg = run_config(run)
-    cfg = cfg.with_settings(**_settings(variant))
-    study = _load_study(run, cfg)
     number = _chosen_trial(run)
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
+    study, trial, cfg = pick_trial(run, trial=number)
+    cfg = cfg.with_settings(**_settings(variant))
     train_all, test = suite.load(name)
     train, val = _same_split(run, train_all)
     t0 = time.perf_counter()

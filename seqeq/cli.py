@@ -194,12 +194,10 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON o
 def _describe_spec(spec: dict) -> str:
     """``gru  D=8``, with the cell's hyperparameters and front ends where it has any:
     ``dirnn  D=15  L=4, K=1  (conv 16, pool 6)``."""
+    from .models import front_end_names
+
     hp = ", ".join(f"{k}={v}" for k, v in sorted((spec.get("cell_kwargs") or {}).items()))
-    front = []
-    if spec.get("conv"):
-        front.append(f"conv {spec['conv']}")
-    if (spec.get("pool") or 1) > 1:
-        front.append(f"pool {spec['pool']}")
+    front = front_end_names(spec)
     return (f"{spec['cell']}  D={spec['hidden_size']}" + (f"  {hp}" if hp else "")
             + (f"  ({', '.join(front)})" if front else ""))
 

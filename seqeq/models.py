@@ -26,6 +26,7 @@ from torch import nn
 from .cells import Cell, create_cell, get_cell_class
 
 __all__ = [
+    "front_end_names",
     "ModelSpec",
     "SequenceClassifier",
     "build_model",
@@ -87,6 +88,17 @@ def spec_param_count(spec: ModelSpec) -> int:
 
 #: the width in (pooled) steps of the front end's causal convolution
 CONV_KERNEL = 5
+
+
+def front_end_names(spec: dict) -> list[str]:
+    """A model's front ends in short, as a result line or table names them: ``["conv 16",
+    "pool 6"]`` (``spec``: ``ModelSpec.to_dict()``'s form; [] where the cell reads the series)."""
+    names = []
+    if spec.get("conv"):
+        names.append(f"conv {spec['conv']}")
+    if (spec.get("pool") or 1) > 1:
+        names.append(f"pool {spec['pool']}")
+    return names
 
 
 def conv_param_count(channels: int, filters: int) -> int:

@@ -89,8 +89,6 @@ def onnx_logits(path, X, lengths):
                                  "lengths": np.asarray(lengths, np.int64)})[0]
 
 
-
-
 @pytest.fixture(scope="module")
 def vowels(staged):
     from seqeq.datasets import load_benchmark

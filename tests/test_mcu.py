@@ -22,8 +22,6 @@ def _need(*names):
                     "libnewlib-arm-none-eabi qemu-system-arm)")
 
 
-
-
 @pytest.fixture(scope="module")
 def vowels(staged):
     from seqeq.datasets import load_benchmark

@@ -34,8 +34,6 @@ def _session(path):
     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
-
-
 def stream(path, X, lengths):
     """Logits of each series after its own last sample, stepping the whole batch together."""
     sess = _session(path)

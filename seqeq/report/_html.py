@@ -123,17 +123,16 @@ def _card(key: str, value: str, sub: str = "") -> str:
             f'<div class="s">{sub}</div></div>')
 
 
-def _hp(spec: dict | None) -> str:
-    """The cell's hyperparameters, then its front ends (``conv 16, pool 6``) where it has any."""
+def _hp(spec: dict | None, front_ends: bool = True) -> str:
+    """The cell's hyperparameters, then (``front_ends``) its front ends in short (``conv 16,
+    pool 6``) where it has any."""
     if not spec:
         return ""
+    from ..models import front_end_names
+
     kw = spec.get("cell_kwargs") or {}
-    short = []
-    if spec.get("conv"):
-        short.append(f"conv {spec['conv']}")
-    if (spec.get("pool") or 1) > 1:
-        short.append(f"pool {spec['pool']}")
-    return ", ".join([f"{k}={v}" for k, v in kw.items()] + short)
+    return ", ".join([f"{k}={v}" for k, v in kw.items()]
+                     + (front_end_names(spec) if front_ends else []))
 
 
 def _front_end(spec: dict) -> str | None:
@@ -345,8 +344,8 @@ def _model(r: dict) -> str:
                  + (f", an ensemble of {_e(spec['members'])} such models averaging their "
                     "logits" if (spec.get("members") or 1) > 1 else "")),
         ("hidden size D", _e(spec.get("hidden_size"))),
-        ("cell hyperparameters", _e(_hp({**spec, "conv": 0, "pool": 1})) or None),
-        ("front end", _e(_front_end(spec)) if _front_end(spec) else None),
+        ("cell hyperparameters", _e(_hp(spec, front_ends=False)) or None),
+        ("front end", _e(front) if (front := _front_end(spec)) else None),
         ("training", f"lr {_score(tr.get('lr'), 5)}, batch size {_e(tr.get('batch_size'))}, "
                      + (f"x/y/z channels turned by random rotations up to {rot:g}°, "
                         if rot else "")
