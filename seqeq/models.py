@@ -48,15 +48,21 @@ class ModelSpec:
     hidden_size: int
     num_classes: int
     cell_kwargs: dict[str, Any] = field(default_factory=dict)
-    #: the time-parallel front end: the masked mean of each block of ``pool`` steps, so the
-    #: recurrence runs over ``ceil(T / pool)`` steps (1: every step; no parameters)
+    #: the time-parallel front end: blocks of ``pool`` steps, so the recurrence runs over
+    #: ``ceil(T / pool)`` steps (1: every step; no parameters). A block is the masked mean of
+    #: the input's steps, or, where the convolution reads the input first (``conv_first``), each
+    #: filter's largest response in the block
     pool: int = 1
     #: the learned front end: this many causal convolution filters (``CONV_KERNEL`` steps wide,
-    #: ReLU) over the (pooled) input, which the cell then reads instead of the raw channels
-    #: (0: none). Its weights count in the size like any other
+    #: ReLU), which the cell then reads instead of the raw channels (0: none). Its weights count
+    #: in the size like any other
     conv: int = 0
     #: models of this configuration averaged (1: a single model)
     members: int = 1
+    #: with both front ends: True, the convolution reads the input at its own rate and the
+    #: blocks pool its filters (max); False, it reads the block means (models saved before this
+    #: field existed read so, and load so)
+    conv_first: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -72,6 +78,7 @@ class ModelSpec:
             pool=int(d.get("pool", 1)),
             conv=int(d.get("conv", 0)),
             members=int(d.get("members", 1)),
+            conv_first=bool(d.get("conv_first", False)),
         )
 
 
@@ -148,12 +155,32 @@ def pool_time(x: torch.Tensor, lengths: torch.Tensor | None, pool: int
                                                         rounding_mode="floor"))
 
 
+def max_pool_time(f: torch.Tensor, lengths: torch.Tensor | None, pool: int
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Non-negative features ``f (B, T, d)`` (the convolution's ReLU outputs) as each block of
+    ``pool`` steps' largest value over the series' real steps (a step past its end counts as 0,
+    which never exceeds a real one), with the blocks' lengths: ``(B, ceil(T / pool), d)``.
+    Causal, as :func:`pool_time`."""
+    if pool <= 1:
+        return f, lengths
+    T = f.shape[1]
+    if lengths is not None:
+        real = torch.arange(T, device=f.device)[None, :, None] < lengths[:, None, None]
+        f = f * real.to(f.dtype)
+    out = nn.functional.max_pool1d(f.transpose(1, 2), pool, pool, ceil_mode=True)
+    return out.transpose(1, 2), (None if lengths is None else torch.div(
+        lengths + (pool - 1), pool, rounding_mode="floor"))
+
+
 class SequenceClassifier(nn.Module):
     def __init__(self, cell: Cell, num_classes: int, pool: int = 1, conv: int = 0,
-                 channels: int | None = None, members: int = 1):
+                 channels: int | None = None, members: int = 1, conv_first: bool = True):
         super().__init__()
         self.cell = cell
         self.pool = int(pool)
+        #: the convolution reads the input at its own rate, the blocks pool its filters
+        #: (``ModelSpec.conv_first``); without a convolution, the blocks are the input's means
+        self.conv_first = bool(conv_first) and bool(conv)
         # the convolution front end of each member, side by side (member k reads filters
         # k*conv .. (k+1)*conv - 1: the ensemble cell splits its input)
         channels = cell.input_size if channels is None else int(channels)
@@ -174,15 +201,21 @@ class SequenceClassifier(nn.Module):
 
     def inputs(self, x: torch.Tensor, lengths: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """What the recurrence reads: raw ``x (B, T, d)`` normalised, pooled
-        (:func:`pool_time`) and through the convolution front end, with its lengths. The
-        convolution is causal (zeros before the first step), so a real step never reads
+        """What the recurrence reads: raw ``x (B, T, d)`` normalised, through the convolution
+        front end and pooled (:func:`max_pool_time`), or (no convolution, or a model saved
+        before ``conv_first``) pooled (:func:`pool_time`) and then convolved; with its lengths.
+        The convolution is causal (zeros before the first step), so a real step never reads
         padding."""
-        x, lengths = pool_time(self.normalise(x), lengths, self.pool)
-        if self.front is not None:
-            z = nn.functional.pad(x.transpose(1, 2), (CONV_KERNEL - 1, 0))
-            x = torch.relu(self.front(z)).transpose(1, 2)
-        return x, lengths
+        x = self.normalise(x)
+        if self.conv_first:
+            return max_pool_time(self.convolve(x), lengths, self.pool)
+        x, lengths = pool_time(x, lengths, self.pool)
+        return (x if self.front is None else self.convolve(x)), lengths
+
+    def convolve(self, x: torch.Tensor) -> torch.Tensor:
+        """The convolution front end's ReLU filters over ``x (B, T, d)``, causal: (B, T, F)."""
+        z = nn.functional.pad(x.transpose(1, 2), (CONV_KERNEL - 1, 0))
+        return torch.relu(self.front(z)).transpose(1, 2)
 
     def features(self, x: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         return self.cell.forward_sequence(*self.inputs(x, lengths))  # (B, R)
@@ -209,7 +242,8 @@ def build_model(spec: ModelSpec, seed: int | None = None) -> SequenceClassifier:
         else:
             cell = create_cell(spec.cell, d, spec.hidden_size, **spec.cell_kwargs)
         return SequenceClassifier(cell, spec.num_classes, pool=spec.pool, conv=spec.conv,
-                                  channels=spec.input_size, members=spec.members)
+                                  channels=spec.input_size, members=spec.members,
+                                  conv_first=spec.conv_first)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         return build_model(spec)

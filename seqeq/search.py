@@ -236,14 +236,24 @@ def cv_splits(train: SeqData, val: SeqData, folds: int, seed: int
 #: the recurrence of a trial runs over at most about this many steps: longer series are read
 #: through the pooling front end (``models.pool_time``, no parameters)
 MAX_RECURRENT_STEPS = 256
+#: ... and over at most this many where the convolution front end reads the series first: its
+#: filters see every step, and a block keeps each filter's largest response, so the recurrence
+#: reads what happened in each block rather than a smoothed series. A GRU D=24 with 16 filters,
+#: three seeds: ArrowHead 58 % (filters on the series itself) -> 72 % (64 blocks) -> 78 % (32)
+#: -> 69 % (16); Pickup 42 -> 67 -> 74 -> 71 %, ACSF1 62 -> 69 -> 69 -> 63 %, and 3-4x faster
+#: (benchmarks/RESULTS.md, "Convolution first")
+CONV_RECURRENT_STEPS = 32
 
 
-def pool_for(max_len: int) -> int:
+def pool_for(max_len: int, conv: int = 0) -> int:
     """The front end's pooling for series of up to ``max_len`` steps: 1 (none) up to
-    :data:`MAX_RECURRENT_STEPS`, else the fewest steps per block that bring the recurrence within
-    it (ACSF1's 1,460 steps: blocks of 6, 244 steps). A recurrence over thousands of steps is
-    both slow (sequential in time) and hard to train (a gradient through every step)."""
-    return max(1, math.ceil(max_len / MAX_RECURRENT_STEPS))
+    :data:`MAX_RECURRENT_STEPS` (with a convolution front end of ``conv`` filters,
+    :data:`CONV_RECURRENT_STEPS`), else the fewest steps per block that bring the recurrence
+    within it (ACSF1's 1,460 steps: blocks of 6, 244 steps; with the convolution, of 46, 32
+    steps). A recurrence over thousands of steps is both slow (sequential in time) and hard to
+    train (a gradient through every step)."""
+    steps = CONV_RECURRENT_STEPS if conv else MAX_RECURRENT_STEPS
+    return max(1, math.ceil(max_len / steps))
 
 
 def progress_step(epoch: int, epochs: int) -> int:
@@ -305,7 +315,6 @@ def train_config_of(trial: optuna.trial.FrozenTrial, device: str, seed: int,
 def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
     cfg = ctx.cfg
     d, C = ctx.train.n_channels, ctx.train.n_classes
-    pool = pool_for(ctx.train.max_len)
     folds = ctx.folds or [(ctx.train, ctx.val)]
     n_fit = folds[0][0].n_series  # what a trial trains on (the batch and schedule follow it)
 
@@ -317,7 +326,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         budget = cfg.member_budget_bytes - 4 * conv_param_count(d, conv)
         spec = dataclasses.replace(
             suggest_spec(trial, cell, conv or d, C, budget, cfg.bytes_per_param),
-            input_size=d, pool=pool, conv=conv)
+            input_size=d, pool=pool_for(ctx.train.max_len, conv), conv=conv)
         spec = _within_device_limits(trial, spec, cfg)
         lr = trial.suggest_float("lr", *LR_RANGE, log=True)
         batch_size = batch_for(n_fit, trial.suggest_categorical("batch_size", list(BATCH_SIZES)))

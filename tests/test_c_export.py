@@ -121,6 +121,7 @@ def test_c_gives_best_onnx_logits_on_real_series_of_unequal_length(cell, quantiz
 
 @pytest.mark.parametrize("cell,hp,pool,conv,members", [
     ("gru", {}, 3, 4, 1), ("dirnn", {"L": 2, "K": 1}, 2, 3, 2), ("ernn", {}, 4, 0, 3),
+    ("gru", {"legacy": True}, 3, 4, 2),  # saved before conv_first: pooled, then convolved
     ("tarnn", {"K": 1, "variant": "code"}, 1, 0, 1),  # reads x_{t-1}: kept in the state
     ("tarnn", {"K": 3, "variant": "code", "u_kind": "lowrank", "u_rank": 2,
                "w_kind": "permdiag"}, 3, 4, 2),
@@ -130,7 +131,10 @@ def test_c_gives_best_onnx_logits_on_real_series_of_unequal_length(cell, quantiz
 @pytest.mark.parametrize("quantize", [None, "int8"])
 def test_front_ends_ensembles_and_weight_kinds_compile_and_agree(cell, hp, pool, conv, members,
                                                                  quantize, gcc, tmp_path):
-    spec = ModelSpec(cell, 3, 8, 4, cell_kwargs=hp, pool=pool, conv=conv, members=members)
+    hp = dict(hp)
+    first = not hp.pop("legacy", False)
+    spec = ModelSpec(cell, 3, 8, 4, cell_kwargs=hp, pool=pool, conv=conv, members=members,
+                     conv_first=first)
     mean, std = np.array([1.0, -2, 3]), np.array([0.5, 2, 3])
     model = perturbed_model(spec, mean, std)
     names = dict(class_names=list("abcd"), channel_names=list("xyz"), quantize=quantize)

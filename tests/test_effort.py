@@ -129,12 +129,33 @@ def test_small_data_gets_at_least_min_steps_optimiser_steps():
 
 
 def test_pool_for_keeps_the_recurrence_within_its_steps():
-    from seqeq.search import MAX_RECURRENT_STEPS, pool_for
+    from seqeq.search import CONV_RECURRENT_STEPS, MAX_RECURRENT_STEPS, pool_for
 
     assert pool_for(128) == 1 and pool_for(MAX_RECURRENT_STEPS) == 1
     assert pool_for(1460) == 6  # ACSF1: 244 steps
+    assert pool_for(1460, conv=16) == 46  # read through the filters first: 32 steps
+    assert pool_for(CONV_RECURRENT_STEPS, conv=16) == 1 and pool_for(251, conv=16) == 8
     for T in (257, 427, 1460, 10_000):
         assert math.ceil(T / pool_for(T)) <= MAX_RECURRENT_STEPS
+        assert math.ceil(T / pool_for(T, conv=16)) <= CONV_RECURRENT_STEPS
+
+
+def test_a_trial_with_the_convolution_pools_its_filters_to_fewer_steps(walks, tmp_path):
+    """The search gives a trial that reads the series through the convolution blocks of its
+    filters (conv_first, :data:`CONV_RECURRENT_STEPS` of them), and one without it blocks of the
+    series (up to :data:`MAX_RECURRENT_STEPS`)."""
+    import json
+
+    from seqeq.api import run_on
+    from seqeq.config import RunConfig
+
+    cfg = RunConfig.of(budget_kb=4, trials=3, epochs=1, final_seeds=1, cells=("gru",),
+                       device="cpu", ensemble=1)
+    res = run_on(walks(n=40, T=100, seed=2), None, cfg, tmp_path / "r", html=False)
+    specs = [t["spec"] for t in json.loads(open(res.report_json).read())["trials"] if t["spec"]]
+    assert specs[0]["conv"] == 16 and specs[0]["pool"] == 4  # the opening trial
+    for s in specs:
+        assert s["pool"] == (4 if s["conv"] else 1) and s["conv_first"]
 
 
 def test_pooling_is_the_masked_block_mean_and_ignores_padding():

@@ -112,3 +112,48 @@ def test_a_saved_front_end_loads(tmp_path):
         assert torch.equal(m(torch.as_tensor(X), torch.as_tensor(L)),
                            m2(torch.as_tensor(X), torch.as_tensor(L)))
     assert spec2.conv == 16
+
+
+def test_the_convolution_reads_every_step_and_each_block_keeps_its_largest_responses():
+    """conv_first (the default): the filters run at the input's rate and a block of ``pool``
+    steps is each filter's largest ReLU response in it (padding past a series' end never
+    counts); a series that ends inside a block reads that partial block."""
+    spec = ModelSpec("gru", 2, 8, 3, pool=4, conv=5)
+    model = build_model(spec, seed=0).eval()
+    X, L = _batch()
+    x, lengths = torch.as_tensor(X), torch.as_tensor(L)
+    with torch.no_grad():
+        f = model.convolve(model.normalise(x))  # (B, T, 5), every step
+        u, Lu = model.inputs(x, lengths)
+        assert u.shape == (5, 6, 5) and Lu.tolist() == [6, 5, 1, 3, 1]
+        for i, n in enumerate(L):
+            for k in range(-(-int(n) // 4)):
+                assert torch.equal(u[i, k], f[i, 4 * k: min(4 * k + 4, n)].max(0).values)
+        padded = x.clone()
+        for i, n in enumerate(L):
+            padded[i, n:] = 1e3
+        assert torch.equal(model.inputs(padded, lengths)[0][:, :1], u[:, :1])
+        assert torch.allclose(model(padded, lengths), model(x, lengths), atol=1e-6)
+
+
+def test_a_model_saved_before_conv_first_loads_as_it_was_trained(tmp_path):
+    """A spec without ``conv_first`` (every model.json before it) pools the input first and then
+    convolves the block means, as it did when it was trained; a new spec convolves first."""
+    import json
+
+    from seqeq.models import load_model, pool_time, save_model
+
+    old = ModelSpec("gru", 2, 8, 3, pool=3, conv=4, conv_first=False)
+    m = build_model(old, seed=0).eval()
+    save_model(m, old, tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    del meta["spec"]["conv_first"]
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    m2, spec2, _ = load_model(tmp_path / "m")
+    assert spec2.conv_first is False and ModelSpec("gru", 2, 8, 3).conv_first is True
+    X, L = _batch(3)
+    x, lengths = torch.as_tensor(X), torch.as_tensor(L)
+    with torch.no_grad():
+        pooled, Lp = pool_time(m2.normalise(x), lengths, 3)
+        assert torch.equal(m2.inputs(x, lengths)[0], m2.convolve(pooled))
+        assert torch.equal(m2(x, lengths), m(x, lengths))

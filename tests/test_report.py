@@ -431,7 +431,14 @@ def test_the_chosen_model_and_the_trials_table_name_the_front_ends():
                      "params": {}, "val_score": 1.0}]}
     model = _model(r)
     assert "front end" in model and "16 causal convolution filters over 5 steps" in model
-    assert "block mean of every 6 steps" in model
+    assert "block mean of every 6 steps" in model  # a spec from before conv_first
+    import html
+
+    first = html.unescape(_model({**r, "best": {**r["best"],
+                                                "spec": {**spec, "conv_first": True}}}))
+    assert ("16 causal convolution filters over 5 steps with ReLU (their weights count in the "
+            "size), at every step; then each filter's largest response in every block of 6 "
+            "steps") in first
     assert "conv 16, pool 6" in _trials(r)
     bare = _model({**r, "best": {**r["best"], "spec": {**spec, "conv": 0, "pool": 1}}})
     assert "front end" not in bare

@@ -86,13 +86,16 @@ def test_streaming_equals_the_whole_series_model_on_real_data(cell, quantize, vo
     assert np.abs(got - torch_logits).max() <= 1e-4
 
 
-@pytest.mark.parametrize("pool,conv,members", [(3, 4, 1), (1, 4, 2), (4, 0, 3), (2, 3, 2)])
+@pytest.mark.parametrize("pool,conv,members,first", [
+    (3, 4, 1, True), (1, 4, 2, True), (4, 0, 3, True), (2, 3, 2, True),
+    (3, 4, 1, False), (2, 3, 2, False)])  # False: models saved before conv_first
 @pytest.mark.parametrize("cell", ["gru", "dirnn", "ernn"])
-def test_front_ends_and_ensembles_stream_block_by_block(cell, pool, conv, members, tmp_path):
-    """Pooling: a step on each full block, and logits from the partial block's mean in between
-    (what the whole-series model does with a series that ends there); convolution: its window of
-    the last inputs is in the state."""
-    spec = ModelSpec(cell, 3, 8, 4, pool=pool, conv=conv, members=members)
+def test_front_ends_and_ensembles_stream_block_by_block(cell, pool, conv, members, first,
+                                                        tmp_path):
+    """Pooling: a step on each full block, and logits from the partial block (its filters'
+    largest values, or its mean) in between (what the whole-series model does with a series that
+    ends there); convolution: its window of the last inputs is in the state."""
+    spec = ModelSpec(cell, 3, 8, 4, pool=pool, conv=conv, members=members, conv_first=first)
     model = perturbed_model(spec, np.array([1.0, -2, 3]), np.array([0.5, 2, 3]))
     names = dict(class_names=list("abcd"), channel_names=list("xyz"))
     export_streaming_onnx(model, spec, tmp_path / "s.onnx", **names)
@@ -104,7 +107,7 @@ def test_front_ends_and_ensembles_stream_block_by_block(cell, pool, conv, member
     got, want = stream(tmp_path / "s.onnx", X, L), whole(tmp_path / "w.onnx", X, L)
     assert np.abs(got - want).max() <= TOL
     lay = state_layout(model)
-    assert ("window" in lay) == bool(conv) and ("block_sum" in lay) == (pool > 1)
+    assert ("window" in lay) == bool(conv) and ("block" in lay) == (pool > 1)
 
 
 @pytest.mark.parametrize("cell", CELLS)

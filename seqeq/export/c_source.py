@@ -50,7 +50,7 @@ _ELEMENTWISE = {
     "Relu": "({0} > 0.0f ? {0} : 0.0f)", "Neg": "(-{0})", "Where": "({0} ? {1} : {2})",
     "GreaterOrEqual": "({0} >= {1})", "Greater": "({0} > {1})", "Less": "({0} < {1})",
     "Expand": "{0}", "Identity": "{0}", "Exp": "expf({0})", "Abs": "fabsf({0})",
-    "Sqrt": "sqrtf({0})",
+    "Sqrt": "sqrtf({0})", "Max": "fmaxf({0}, {1})",
 }
 _ALIASES = ("Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity")
 

@@ -13,16 +13,19 @@ front end included), so the label can be read at any time, not only at a window'
 The state is one float32 vector per series, laid out as (:func:`state_layout`):
 
 * ``h`` -- the cell's state (``cell.state_size``);
-* ``window`` -- with a convolution front end, the last ``CONV_KERNEL - 1`` inputs it read,
-  oldest first (zeros at the start: the convolution is causal with zero padding);
+* ``window`` -- with a convolution front end, the last ``CONV_KERNEL - 1`` inputs it read
+  (normalised samples, or with ``conv_first`` off, block means), oldest first (zeros at the
+  start: the convolution is causal with zero padding);
 * ``lookback``, ``seen`` -- for a cell whose time-parallel features read earlier steps too (the
   code variant of TARNN reads ``x_{t-1}``), the last inputs it read and whether it has read any
   (before the first, the series' first input stands in for the earlier ones, as in the
   whole-series model);
-* ``block_sum``, ``block_count`` -- with a pooling front end, the sum of the normalised samples
-  of the block being filled and how many it holds. The recurrence steps once per full block; until
-  a block is full its logits come from a step on the partial block's mean (what the whole-series
-  model does with a series that ends there), which is not kept.
+* ``block``, ``block_count`` -- with a pooling front end, the block being filled and how many
+  samples it holds: the largest value of each convolution filter so far in it (a model whose
+  convolution reads the input first, ``conv_first``), or else the sum of its normalised
+  samples. The recurrence steps once per full block; until a block is full its logits come from
+  a step on the partial block (what the whole-series model does with a series that ends there),
+  which is not kept.
 
 The graph is traced from :class:`Streaming`, written in terms of the model's own pieces
 (normalisation, front end, ``cell.prepare``, ``cell.step``, ``cell.readout``, head), so any
@@ -118,8 +121,9 @@ def state_layout(model: nn.Module, R: int | None = None) -> dict[str, tuple[int,
     R = lookback(model) if R is None else R
     if R > 1:
         parts += [("lookback", (R - 1) * _cell_width(model)), ("seen", 1)]
-    if model.pool > 1:
-        parts += [("block_sum", model.input_size), ("block_count", 1)]
+    if model.pool > 1:  # the block's filters (conv_first) or its sum of normalised samples
+        parts += [("block", _cell_width(model) if model.conv_first else model.input_size),
+                  ("block_count", 1)]
     for name, n in parts:
         out[name] = (o, o + n)
         o += n
@@ -152,21 +156,28 @@ class Streaming(nn.Module):
         a, b = lay["h"]
         h = state[:, a:b]
         z = m.normalise(x_t)
-        parts_next = []
-        if m.pool > 1:
-            a, b = lay["block_sum"]
-            c = lay["block_count"][0]
-            total = state[:, a:b] + z
-            count = state[:, c:c + 1] + 1
-            v = total / count  # the mean of the block so far
-            full = count >= m.pool  # (B, 1): this sample ends a block
-        else:
-            v = z
+        first = m.conv_first  # the convolution reads every sample, the blocks its filters
         if m.front is not None:
             a, b = lay["window"]
             window = state[:, a:b].reshape(B, CONV_KERNEL - 1, d)
-            seen = torch.cat([window, v[:, None]], dim=1)  # (B, K, d), oldest first
-            f = torch.relu(m.front(seen.transpose(1, 2)))[:, :, 0]
+
+        def convolve(v):  # the filters over the window and v (oldest first)
+            seen = torch.cat([window, v[:, None]], dim=1)  # (B, K, d)
+            return seen, torch.relu(m.front(seen.transpose(1, 2)))[:, :, 0]
+
+        if first:
+            seen, z = convolve(z)
+        if m.pool > 1:  # the block so far: its sum (the mean's) or its filters' largest values
+            a, b = lay["block"]
+            c = lay["block_count"][0]
+            block = torch.maximum(state[:, a:b], z) if first else state[:, a:b] + z
+            count = state[:, c:c + 1] + 1
+            v = block if first else block / count
+            full = count >= m.pool  # (B, 1): this sample ends a block
+        else:
+            v = z
+        if m.front is not None and not first:
+            seen, f = convolve(v)
         else:
             f = v
         R = self.lookback
@@ -174,8 +185,8 @@ class Streaming(nn.Module):
             a, b = lay["lookback"]
             past = state[:, a:b].reshape(B, R - 1, f.shape[1])
             s = lay["seen"][0]
-            first = (state[:, s:s + 1] < 0.5)[:, :, None]  # nothing read yet: repeat this one
-            past = torch.where(first.expand_as(past), f[:, None].expand_as(past), past)
+            fresh = (state[:, s:s + 1] < 0.5)[:, :, None]  # nothing read yet: repeat this one
+            past = torch.where(fresh.expand_as(past), f[:, None].expand_as(past), past)
             run = torch.cat([past, f[:, None]], dim=1)
             u = m.cell.prepare(run)[:, -1]
         else:
@@ -186,15 +197,16 @@ class Streaming(nn.Module):
         def kept(new, old):  # with pooling, what a full block commits; else the new value
             return torch.where(full.expand_as(new), new, old) if m.pool > 1 else new
 
-        parts_next.append(kept(h_new, h))
-        if m.front is not None:
-            parts_next.append(kept(seen[:, 1:].reshape(B, -1), window.reshape(B, -1)))
+        parts_next = [kept(h_new, h)]
+        if m.front is not None:  # read at every sample, or at every full block
+            w_new = seen[:, 1:].reshape(B, -1)
+            parts_next.append(w_new if first else kept(w_new, window.reshape(B, -1)))
         if R > 1:
             parts_next.append(kept(run[:, 1:].reshape(B, -1), state[:, a:b]))
             one = torch.ones_like(state[:, s:s + 1])
             parts_next.append(kept(one, state[:, s:s + 1]))
         if m.pool > 1:
-            parts_next.append(torch.where(full.expand_as(total), torch.zeros_like(total), total))
+            parts_next.append(torch.where(full.expand_as(block), torch.zeros_like(block), block))
             parts_next.append(torch.where(full, torch.zeros_like(count), count))
         return torch.cat(parts_next, dim=1), logits, torch.softmax(logits, dim=-1)
 

@@ -139,13 +139,14 @@ def _front_end(spec: dict) -> str | None:
     """What reads the series before the cell, in words (None: the cell reads it as it is)."""
     from ..models import CONV_KERNEL
 
-    parts = []
-    if (spec.get("pool") or 1) > 1:
-        parts.append(f"a block mean of every {spec['pool']} steps (padding never read)")
-    if spec.get("conv"):
-        parts.append(f"{spec['conv']} causal convolution filters over {CONV_KERNEL} steps with "
-                     "ReLU (their weights count in the size)")
-    return ", then ".join(parts) or None
+    conv = (f"{spec['conv']} causal convolution filters over {CONV_KERNEL} steps with ReLU "
+            "(their weights count in the size)") if spec.get("conv") else None
+    pool = spec.get("pool") or 1
+    if conv and pool > 1 and spec.get("conv_first", False):  # (absent: saved before it)
+        return (f"{conv}, at every step; then each filter's largest response in every block of "
+                f"{pool} steps (padding never read)")
+    parts = [f"a block mean of every {pool} steps (padding never read)"] if pool > 1 else []
+    return ", then ".join(parts + ([conv] if conv else [])) or None
 
 
 # ---- sections -----------------------------------------------------------------------------
