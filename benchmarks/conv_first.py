@@ -1,0 +1,76 @@
+"""Where the convolution front end reads the series, and how many steps the recurrence runs over.
+
+The controlled check behind "Convolution first" in RESULTS.md, on the configuration of
+``augment_small.py`` (GRU D=24 reading the series through the 16-filter convolution front end,
+the default schedule from ``train.schedule_epochs`` and ``train.batch_for``, lr 1e-2, no
+validation), trained on the official training split and tested once, three seeds, per variant:
+
+* ``series`` -- the filters read the series as the defaults read it before ``conv_first``: the
+  block means of ``search.pool_for(T)`` steps (none up to 256 steps), ``conv_first=False``;
+* ``first N`` -- the filters read every step and each block keeps each filter's largest
+  response, in blocks that bring the recurrence to at most N steps (the default:
+  ``search.CONV_RECURRENT_STEPS``).
+
+    SEQEQ_DATA_DIR=../shared/data python benchmarks/conv_first.py ArrowHead OSULeaf
+    ... --variants="series;first 64;first 32;first 16"   (names separated by ";")
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+DEFAULT_VARIANTS = ("series", "first 64", "first 32", "first 16")
+
+
+def run(name: str, variant: str, seed: int) -> tuple[float, float]:
+    import suite
+    import torch
+
+    from seqeq.models import ModelSpec, build_model
+    from seqeq.search import pool_for
+    from seqeq.train import TrainConfig, batch_for, predict_logits, schedule_epochs, train_model
+
+    torch.set_num_threads(1)
+    tr, te = suite.load(name)
+    if variant == "series":
+        pool, first = pool_for(tr.max_len), False
+    else:
+        pool, first = max(1, math.ceil(tr.max_len / int(variant.split()[1]))), True
+    spec = ModelSpec("gru", tr.n_channels, 24, tr.n_classes, pool=pool, conv=16,
+                     conv_first=first)
+    model = build_model(spec, seed=seed)
+    model.set_normalisation(*tr.channel_stats())
+    bs = batch_for(tr.n_series, 64)
+    cfg = TrainConfig(lr=1e-2, batch_size=bs, epochs=schedule_epochs(tr.n_series, bs),
+                      patience=0, seed=seed)
+    t0 = time.perf_counter()
+    train_model(model, tr, cfg)
+    return float((predict_logits(model, te).argmax(1) == te.y).mean()), time.perf_counter() - t0
+
+
+def main() -> None:
+    args = sys.argv[1:]
+    only = [a.split("=", 1)[1] for a in args if a.startswith("--variants=")]
+    names = [a for a in args if not a.startswith("--")] or ["ArrowHead", "OSULeaf"]
+    variants = only[0].split(";") if only else list(DEFAULT_VARIANTS)
+    print(f"`SEQEQ_DATA_DIR=../shared/data python benchmarks/conv_first.py {' '.join(args)}`")
+    print("\n| problem | variant | test % (mean ± std, 3 seeds) | seeds | seconds per model |")
+    print("|---|---|---|---|---|")
+    for name in names:
+        for v in variants:
+            r = [run(name, v, s) for s in range(3)]
+            accs = [a for a, _ in r]
+            print(f"| {name} | {v} | {100 * np.mean(accs):.1f} ± {100 * np.std(accs):.1f} | "
+                  f"{', '.join(f'{100 * a:.1f}' for a in accs)} | "
+                  f"{np.mean([t for _, t in r]):.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
