@@ -9,7 +9,9 @@ validation), trained on the official training split and tested once, three seeds
   block means of ``search.pool_for(T)`` steps (none up to 256 steps), ``conv_first=False``;
 * ``first N`` -- the filters read every step and each block keeps each filter's largest
   response, in blocks that bring the recurrence to at most N steps (the default:
-  ``search.CONV_RECURRENT_STEPS``).
+  ``search.CONV_RECURRENT_STEPS``);
+* either, followed by ``conv=F`` (F filters instead of 16) or ``TrainConfig`` settings
+  (``mixup=0.5 augment=0.1``).
 
     SEQEQ_DATA_DIR=../shared/data python benchmarks/conv_first.py ArrowHead OSULeaf
     ... --variants="series;first 64;first 32;first 16"   (names separated by ";")
@@ -30,6 +32,8 @@ DEFAULT_VARIANTS = ("series", "first 64", "first 32", "first 16")
 
 
 def run(name: str, variant: str, seed: int) -> tuple[float, float]:
+    """Test accuracy and seconds of one model: ``variant`` is ``series`` or ``first N``, then
+    optionally ``conv=F`` (filters, default 16) and ``TrainConfig`` settings (``mixup=0.5``)."""
     import suite
     import torch
 
@@ -39,17 +43,20 @@ def run(name: str, variant: str, seed: int) -> tuple[float, float]:
 
     torch.set_num_threads(1)
     tr, te = suite.load(name)
-    if variant == "series":
+    words = variant.split()
+    settings = dict(w.split("=", 1) for w in words if "=" in w)
+    conv = int(settings.pop("conv", 16))
+    if words[0] == "series":
         pool, first = pool_for(tr.max_len), False
     else:
-        pool, first = max(1, math.ceil(tr.max_len / int(variant.split()[1]))), True
-    spec = ModelSpec("gru", tr.n_channels, 24, tr.n_classes, pool=pool, conv=16,
+        pool, first = max(1, math.ceil(tr.max_len / int(words[1]))), True
+    spec = ModelSpec("gru", tr.n_channels, 24, tr.n_classes, pool=pool, conv=conv,
                      conv_first=first)
     model = build_model(spec, seed=seed)
     model.set_normalisation(*tr.channel_stats())
     bs = batch_for(tr.n_series, 64)
     cfg = TrainConfig(lr=1e-2, batch_size=bs, epochs=schedule_epochs(tr.n_series, bs),
-                      patience=0, seed=seed)
+                      patience=0, seed=seed, **{k: float(v) for k, v in settings.items()})
     t0 = time.perf_counter()
     train_model(model, tr, cfg)
     return float((predict_logits(model, te).argmax(1) == te.y).mean()), time.perf_counter() - t0

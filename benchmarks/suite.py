@@ -113,11 +113,14 @@ def run_seqeq(name: str, budget: float, out: Path, settings: dict) -> dict:
 
 
 def _describe(spec: dict) -> str:
+    from seqeq.models import front_end_names
+
     kw = ", ".join(f"{k}={v}" for k, v in sorted(spec.get("cell_kwargs", {}).items())
                    if v is not None)
     m = spec.get("members", 1)
+    front = ", ".join(front_end_names(spec))
     return (f"{spec['cell']} D={spec['hidden_size']}" + (f" ({kw})" if kw else "")
-            + (f" x{m}" if m > 1 else ""))
+            + (f" [{front}]" if front else "") + (f" x{m}" if m > 1 else ""))
 
 
 def _job(kind: str, name: str, budget: float | None, cache: str, runs: str,
