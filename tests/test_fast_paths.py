@@ -7,6 +7,7 @@ Float64, every registered cell with each of its ``example_hparams``, equal and u
 
 from __future__ import annotations
 
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -368,3 +369,88 @@ def test_gpu_kernels_are_a_hook_on_the_cell_not_a_name_list():
     assert create_cell("tarnn", 3, 8, variant="code").gpu_kernel() is None
     src = (Path(_triton.__file__)).read_text()
     assert "cell.name ==" not in src and "cell.name in" not in src
+
+
+# ---- The Triton kernels without a GPU (skipped without Triton, as on CI's CPU-only torch) ----
+needs_triton = pytest.mark.skipif(
+    importlib.util.find_spec("triton") is None,
+    reason="Triton is not installed (it ships with CUDA builds of torch; pip install triton)")
+#: shared memory a block may use on an H100 / H200 (sm_90), the GPUs the kernels are sized for
+HOPPER_SHARED_BYTES = 232448
+
+
+@needs_triton
+@pytest.mark.slow
+def test_triton_kernels_fit_in_hopper_shared_memory():
+    """Every kernel, compiled for sm_90 (no GPU needed) with its launch options at the largest
+    width it runs (D = MAX_D) and a deep configuration (L = 3, K = 3), fits in an H200's shared
+    memory: on the H200, Triton's default pipelining of the DIRNN and TARNN kernels asked for
+    270-532 KiB and failed to launch."""
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    from seqeq.cells import _triton
+
+    names = [n for n in dir(_triton) if n.endswith(("_fwd", "_bwd"))]
+    assert len(names) == 10, names
+    consts = {"L": 3, "K": 3, "ACT": 0, "SAVE": True, "BLOCK_B": 16, "BLOCK_D": _triton.MAX_D,
+              "BLOCK_L": 4}
+    for name in names:
+        fn = getattr(_triton, name)
+        sig = {a: ("*i32" if a == "len_ptr" else "*fp32") if a.endswith("_ptr")
+               else "i32" if a in ("B", "T", "D") or a.startswith("stride") else "constexpr"
+               for a in fn.arg_names}
+        cx = {(fn.arg_names.index(k),): v for k, v in consts.items() if k in fn.arg_names}
+        assert len(cx) == sum(v == "constexpr" for v in sig.values()), name
+        kernel = triton.compile(ASTSource(fn=fn, signature=sig, constexprs=cx),
+                                target=GPUTarget("cuda", 90, 32),
+                                options=dict(_triton.LAUNCH_OPTIONS.get(name, {})))
+        assert kernel.metadata.shared <= HOPPER_SHARED_BYTES, (name, kernel.metadata.shared)
+
+
+_INTERPRETED = """
+import sys, torch
+sys.path[:0] = [{root!r}, {tests!r}]
+from seqeq.cells import _triton
+from test_fast_paths import TRITON_CASES, inputs, perturbed
+B, T = 20, 6
+for name, hp in TRITON_CASES:
+    if hp.get("u_kind") == "lowrank":
+        hp = {{**hp, "u_rank": hp.get("u_rank", 4)}}
+    cell = perturbed(name, hp, d=5, D=20, dtype=torch.float32)
+    x, h0 = inputs(cell, B=B, T=T, dtype=torch.float32)
+    lt = torch.randint(1, T + 1, (B,), generator=torch.Generator().manual_seed(3))
+    w = torch.randn(B, cell.readout(h0).shape[-1], generator=torch.Generator().manual_seed(5))
+    wrt = [x, h0, *cell.parameters()]
+    got, want = [], []
+    for out, run in ((got, lambda: cell.readout(_triton.sequence(cell, cell.prepare(x), h0, lt))),
+                     (want, lambda: cell.reference_sequence(x, lt, h0))):
+        o = run()
+        out += [o.detach(), *torch.autograd.grad((o * w).sum(), wrt, allow_unused=True)]
+    names = ["out", "x", "h0"] + [n for n, _ in cell.named_parameters()]
+    for n, a, b in zip(names, got, want, strict=True):
+        assert (a is None) == (b is None), (name, hp, n)
+        if b is not None:
+            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5 + 1e-4 * float(b.abs().max()),
+                                       msg=f"{{name}} {{hp}} {{n}}")
+print("ok", len(TRITON_CASES))
+"""
+
+
+@needs_triton
+@pytest.mark.slow
+def test_triton_kernels_interpreted_match_step_loop():
+    """Every kernel's arithmetic, forward and every gradient, run by Triton's interpreter on the
+    CPU (``TRITON_INTERPRET=1``: the kernels' numbers without a GPU; it cannot see races or
+    resource limits, the test above and the GPU tests can)."""
+    import os
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    code = _INTERPRETED.format(root=str(root), tests=str(root / "tests"))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "TRITON_INTERPRET": "1"}, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.split() == ["ok", str(len(TRITON_CASES))]

@@ -1,10 +1,18 @@
 """Fused GPU kernels (Triton) for the seed cells: iRNN, DIRNN, TinyRNN, ERNN, TARNN (paper
 variant) and SRNN.
 
-UNTESTED ON A GPU: written without access to one. ``tests/test_fast_paths.py`` checks them
-against the ``step`` loop (forward and every gradient) wherever CUDA and Triton exist; until those
-tests have passed on a GPU the kernels are opt-in (:func:`use_gpu_kernels` or
-``SEQEQ_GPU_KERNELS=1``), so by default a GPU trains through the same fast loops as the CPU.
+Run on a GPU once (an H200, session 14; ``benchmarks/gpu_check.sh``, figures in
+``benchmarks/RESULTS.md``, "Speed"): the iRNN, ERNN and SRNN kernels matched the step loop there
+(``tests/test_fast_paths.py -m gpu``) and the iRNN kernel trained 5-13x faster than the fast
+loop. The DIRNN / TinyRNN and TARNN kernels did not launch there: Triton's pipelining of their
+(D, D) maps asked for more shared memory than the chip has at D = 128. And the DIRNN kernels'
+compiled code (sm_90, read here) showed a race the launch failure had hidden: their state went
+through global memory inside the time loop, and the pipeliner loaded the next steps' state
+before this step had written it. Both are fixed -- the state stays in registers, those kernels
+launch with one pipeline stage (``LAUNCH_OPTIONS``) -- and checked without a GPU (compiled for
+sm_90 within its shared memory; Triton's interpreter against the step loop), not yet on one.
+So the kernels stay opt-in (:func:`use_gpu_kernels` or
+``SEQEQ_GPU_KERNELS=1``); by default a GPU trains through the same fast loops as the CPU.
 
 This module is imported only for CUDA inputs (see :meth:`Cell.forward_sequence`); CPU-only
 installs never import Triton.
@@ -23,8 +31,9 @@ iRNN (``seqeq.cells.irnn``), one program per block of ``BLOCK_B`` series:
 
 DIRNN / TinyRNN (``seqeq.cells.dirnn``), the same scheme over layers: per step, the L layers run in
 turn inside the kernel (``lower`` stays in registers from one layer to the next), each with its K
-Euler steps; the state ``[S_1..S_L, z_L]`` is updated in place in global memory (each program
-touches only its own rows). ``U_l`` is materialised dense, as for iRNN.
+Euler steps; the state ``[S_1..S_L, z_L]`` is read once, kept in registers across the steps (the
+L layers' S as one (L, B, D) tensor, a layer picked by a one-hot select) and written once.
+``U_l`` is materialised dense, as for iRNN.
 
 ERNN, TARNN (paper variant) and SRNN follow the iRNN scheme: every map of the state is a
 materialised dense D x D matrix in registers (SRNN's shift as a 0/1 matrix, exact), the saved
@@ -51,6 +60,12 @@ __all__ = ["available", "supports", "use_gpu_kernels", "gpu_kernels_enabled", "s
 _ENABLED = os.environ.get("SEQEQ_GPU_KERNELS", "0") == "1"
 _ACT = {"relu": 0, "tanh": 1, "sigmoid": 2}
 MAX_D = 128
+#: Launch options per kernel (tests/test_fast_paths.py compiles each kernel with its own): with
+#: Triton's default software pipelining, the prefetch buffers of the DIRNN / TinyRNN and TARNN
+#: kernels' (D, D) maps need 270-665 KiB of shared memory at D = 128; an H200 has 227 KiB.
+ONE_STAGE = {"num_stages": 1}
+LAUNCH_OPTIONS = {"_deep_fwd": ONE_STAGE, "_deep_bwd": ONE_STAGE, "_tarnn_fwd": ONE_STAGE,
+                  "_tarnn_bwd": ONE_STAGE}
 
 
 def available() -> bool:
@@ -182,14 +197,24 @@ if triton is not None:
     def _deep_fwd(u_ptr, st_ptr, mt_ptr, eta_ptr, alpha_ptr, gamma_ptr, rho_ptr, len_ptr,
                   z_ptr, p_ptr, g_ptr, sp_ptr, B, T, D, stride_ub, stride_ut,
                   L: tl.constexpr, K: tl.constexpr, ACT: tl.constexpr, SAVE: tl.constexpr,
-                  BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
-        # st: the state [S_1..S_L, z_L] (B, (L + 1) D), updated in place (own rows only)
+                  BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
+        # st: the state [S_1..S_L, z_L] (B, (L + 1) D), read once and written once: across the
+        # steps it stays in registers (S as one (BLOCK_L, BLOCK_B, BLOCK_D) tensor, a layer read
+        # and written through a one-hot select). Never round-trip it through global memory
+        # inside the loop: Triton's pipeliner issues the next steps' loads before this step's
+        # stores (a read-after-write race, seen in the compiled sm_90 code).
         rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
         cols = tl.arange(0, BLOCK_D)
         rmask, cmask = rows < B, cols < D
         m2 = rmask[:, None] & cmask[None, :]
         mm2 = cmask[:, None] & cmask[None, :]
         SW = (L + 1) * D
+        lidx = tl.arange(0, BLOCK_L)[:, None, None]
+        off3 = rows[None, :, None] * SW + lidx * D + cols[None, None, :]
+        m3 = (lidx < L) & m2[None, :, :]
+        S3 = tl.load(st_ptr + off3, mask=m3, other=0.0)
+        z_off = rows[:, None] * SW + L * D + cols[None, :]
+        zl = tl.load(st_ptr + z_off, mask=m2, other=0.0)
         lens = tl.load(len_ptr + rows, mask=rmask, other=0)
         for t in range(T):
             live = (t < lens)[:, None]
@@ -199,8 +224,8 @@ if triton is not None:
                              mask=mm2, other=0.0)  # U_l^T
                 eta = tl.load(eta_ptr + l)
                 alpha = tl.load(alpha_ptr + l)
-                s_off = rows[:, None] * SW + l * D + cols[None, :]
-                s_prev = tl.load(st_ptr + s_off, mask=m2, other=0.0)
+                sel = lidx == l
+                s_prev = tl.sum(tl.where(sel, S3, 0.0), axis=0)
                 w = tl.load(u_ptr + rows[:, None] * stride_ub + t * stride_ut + l * D
                             + cols[None, :], mask=m2, other=0.0)
                 base = lower + tl.load(rho_ptr + l) * s_prev
@@ -217,32 +242,38 @@ if triton is not None:
                     off = ((t * L + l) * B + rows[:, None]) * D + cols[None, :]
                     tl.store(g_ptr + off, g, mask=m2)
                     tl.store(sp_ptr + off, s_prev, mask=m2)
-                tl.store(st_ptr + s_off, tl.where(live, s_prev + g, s_prev), mask=m2)
+                S3 = tl.where(sel, tl.where(live, s_prev + g, s_prev)[None, :, :], S3)
                 if l == L - 1:  # z_L = g + base; padded steps keep the old one
-                    z_off = rows[:, None] * SW + L * D + cols[None, :]
-                    z_old = tl.load(st_ptr + z_off, mask=m2, other=0.0)
-                    tl.store(st_ptr + z_off, tl.where(live, g + base, z_old), mask=m2)
+                    zl = tl.where(live, g + base, zl)
                 else:
                     lower = lower + tl.load(gamma_ptr + l) * g
+        tl.store(st_ptr + off3, S3, mask=m3)
+        tl.store(st_ptr + z_off, zl, mask=m2)
 
     @triton.jit
     def _deep_bwd(dst_ptr, m_ptr, eta_ptr, alpha_ptr, gamma_ptr, rho_ptr, len_ptr,
                   z_ptr, p_ptr, da_ptr, dg_ptr, dlow_ptr, dbase_ptr, B, T, D,
                   L: tl.constexpr, K: tl.constexpr, ACT: tl.constexpr,
-                  BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr):
-        # dst: dL/d state (B, (L + 1) D), carried backwards through time in place
+                  BLOCK_B: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_L: tl.constexpr):
+        # dst: dL/d state (B, (L + 1) D), carried backwards through time in registers (as the
+        # forward kernel's state) and written back once
         rows = tl.program_id(0) * BLOCK_B + tl.arange(0, BLOCK_B)
         cols = tl.arange(0, BLOCK_D)
         rmask, cmask = rows < B, cols < D
         m2 = rmask[:, None] & cmask[None, :]
         mm2 = cmask[:, None] & cmask[None, :]
         SW = (L + 1) * D
+        lidx = tl.arange(0, BLOCK_L)[:, None, None]
+        off3 = rows[None, :, None] * SW + lidx * D + cols[None, None, :]
+        m3 = (lidx < L) & m2[None, :, :]
+        D3 = tl.load(dst_ptr + off3, mask=m3, other=0.0)
+        z_off = rows[:, None] * SW + L * D + cols[None, :]
+        dz = tl.load(dst_ptr + z_off, mask=m2, other=0.0)
         lens = tl.load(len_ptr + rows, mask=rmask, other=0)
         for tt in range(T):
             t = T - 1 - tt
             live = (t < lens)[:, None]
-            z_off = rows[:, None] * SW + L * D + cols[None, :]
-            dzl = tl.where(live, tl.load(dst_ptr + z_off, mask=m2, other=0.0), 0.0)
+            dzl = tl.where(live, dz, 0.0)
             dlower = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
             for ll in tl.static_range(L):
                 l = L - 1 - ll
@@ -250,8 +281,8 @@ if triton is not None:
                              mask=mm2, other=0.0)  # U_l: ds = da U_l
                 eta = tl.load(eta_ptr + l)
                 alpha = tl.load(alpha_ptr + l)
-                s_off = rows[:, None] * SW + l * D + cols[None, :]
-                d_old = tl.load(dst_ptr + s_off, mask=m2, other=0.0)
+                sel = lidx == l
+                d_old = tl.sum(tl.where(sel, D3, 0.0), axis=0)
                 ds_new = tl.where(live, d_old, 0.0)  # into S_l + g
                 if l == L - 1:
                     dg = ds_new + dzl
@@ -276,10 +307,11 @@ if triton is not None:
                 bo = ((t * L + l) * B + rows[:, None]) * D + cols[None, :]
                 tl.store(dbase_ptr + bo, dbase, mask=m2)  # for rho_l: <dbase, S_prev>
                 new = ds_new + tl.load(rho_ptr + l) * dbase  # S_new = S + g; base = .. + rho S
-                tl.store(dst_ptr + s_off, tl.where(live, new, d_old), mask=m2)
+                D3 = tl.where(sel, tl.where(live, new, d_old)[None, :, :], D3)
                 dlower = dlower + dbase
-            z_old = tl.load(dst_ptr + z_off, mask=m2, other=0.0)
-            tl.store(dst_ptr + z_off, tl.where(live, 0.0, z_old), mask=m2)  # not carried
+            dz = tl.where(live, 0.0, dz)  # z_L is not carried to the step before
+        tl.store(dst_ptr + off3, D3, mask=m3)
+        tl.store(dst_ptr + z_off, dz, mask=m2)
 
     @triton.jit
     def _ernn_fwd(w_ptr, h0_ptr, vt_ptr, ut_ptr, eta_ptr, len_ptr, hT_ptr, hk_ptr, a_ptr, p_ptr,
@@ -356,20 +388,22 @@ if triton is not None:
         m2 = rmask[:, None] & cmask[None, :]
         mm2 = cmask[:, None] & cmask[None, :]
         sq = cols[:, None] * D + cols[None, :]
-        ust = tl.load(pt_ptr + sq, mask=mm2, other=0.0)
-        b2t = tl.load(pt_ptr + D * D + sq, mask=mm2, other=0.0)
-        w2t = tl.load(pt_ptr + 2 * D * D + sq, mask=mm2, other=0.0)
-        ut = tl.load(ut_ptr + sq, mask=mm2, other=0.0)
         lens = tl.load(len_ptr + rows, mask=rmask, other=0)
         h = tl.load(h0_ptr + rows[:, None] * D + cols[None, :], mask=m2, other=0.0)
         for t in range(T):
+            # the four (D, D) maps are read where they are used, one at a time: held across
+            # the loop they need 4 x 64 KiB of shared memory at D = 128 (more than an H200 has)
             ub = u_ptr + rows[:, None] * stride_ub + t * stride_ut + cols[None, :]
+            ust = tl.load(pt_ptr + sq, mask=mm2, other=0.0)
             beta = tl.sigmoid(tl.dot(h, ust, input_precision="ieee")
                               + tl.load(ub, mask=m2, other=0.0))
+            b2t = tl.load(pt_ptr + D * D + sq, mask=mm2, other=0.0)
             c = tl.dot(h, b2t, input_precision="ieee") + tl.load(ub + D, mask=m2, other=0.0)
+            w2t = tl.load(pt_ptr + 2 * D * D + sq, mask=mm2, other=0.0)
             wu = tl.dot(h, w2t, input_precision="ieee") + tl.load(ub + 2 * D, mask=m2, other=0.0)
             if SAVE:
                 tl.store(beta_ptr + (t * B + rows[:, None]) * D + cols[None, :], beta, mask=m2)
+            ut = tl.load(ut_ptr + sq, mask=mm2, other=0.0)
             z = h
             for k in tl.static_range(K):
                 p = _act(tl.dot(z, ut, input_precision="ieee") + wu, ACT)
@@ -394,10 +428,6 @@ if triton is not None:
         m2 = rmask[:, None] & cmask[None, :]
         mm2 = cmask[:, None] & cmask[None, :]
         sq = cols[:, None] * D + cols[None, :]
-        usm = tl.load(pm_ptr + sq, mask=mm2, other=0.0)  # Us, B2, W2 themselves
-        b2m = tl.load(pm_ptr + D * D + sq, mask=mm2, other=0.0)
-        w2m = tl.load(pm_ptr + 2 * D * D + sq, mask=mm2, other=0.0)
-        um = tl.load(um_ptr + sq, mask=mm2, other=0.0)
         lens = tl.load(len_ptr + rows, mask=rmask, other=0)
         dh = tl.load(dh_ptr + rows[:, None] * D + cols[None, :], mask=m2, other=0.0)
         for tt in range(T):
@@ -409,6 +439,7 @@ if triton is not None:
             gbeta = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
             dc = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
             dwu = tl.zeros((BLOCK_B, BLOCK_D), dtype=tl.float32)
+            um = tl.load(um_ptr + sq, mask=mm2, other=0.0)  # read where used, as forward
             for kk in tl.static_range(K):
                 k = K - 1 - kk
                 off = ((t * K + k) * B + rows[:, None]) * D + cols[None, :]
@@ -428,9 +459,12 @@ if triton is not None:
             tl.store(po, dbeta, mask=m2)
             tl.store(po + D, dc, mask=m2)
             tl.store(po + 2 * D, dwu, mask=m2)
-            dprev = (dz + tl.dot(dbeta, usm, input_precision="ieee")
-                     + tl.dot(dc, b2m, input_precision="ieee")
-                     + tl.dot(dwu, w2m, input_precision="ieee"))
+            usm = tl.load(pm_ptr + sq, mask=mm2, other=0.0)  # Us, B2, W2 themselves
+            dprev = dz + tl.dot(dbeta, usm, input_precision="ieee")
+            b2m = tl.load(pm_ptr + D * D + sq, mask=mm2, other=0.0)
+            dprev += tl.dot(dc, b2m, input_precision="ieee")
+            w2m = tl.load(pm_ptr + 2 * D * D + sq, mask=mm2, other=0.0)
+            dprev += tl.dot(dwu, w2m, input_precision="ieee")
             dh = tl.where(live, dprev, dh)
         tl.store(dh0_ptr + rows[:, None] * D + cols[None, :], dh, mask=m2)
 
@@ -545,7 +579,8 @@ class _DeepKernel(torch.autograd.Function):
             G, SP = u.new_empty(T, L, B, D), u.new_empty(T, L, B, D)
         _deep_fwd[grid](u, st, M.transpose(1, 2).contiguous(), eta, alpha, gamma, rho, lengths,
                         Z, P, G, SP, B, T, D, u.stride(0), u.stride(1),
-                        L=L, K=K, ACT=_ACT[act], SAVE=need_grad, BLOCK_B=bb, BLOCK_D=bd)
+                        L=L, K=K, ACT=_ACT[act], SAVE=need_grad, BLOCK_B=bb, BLOCK_D=bd,
+                        BLOCK_L=triton.next_power_of_2(L), **LAUNCH_OPTIONS["_deep_fwd"])
         if need_grad:
             ctx.save_for_backward(Z, P, G, SP, lengths, M, eta, alpha, gamma, rho)
             ctx.L, ctx.K, ctx.act = L, K, act
@@ -561,7 +596,8 @@ class _DeepKernel(torch.autograd.Function):
         DLOW, DBASE = torch.zeros_like(G), torch.empty_like(G)
         _deep_bwd[grid](dst, M.contiguous(), eta, alpha, gamma, rho, lengths, Z, P, DA, DG,
                         DLOW, DBASE, B, T, D, L=L, K=K, ACT=_ACT[ctx.act], BLOCK_B=bb,
-                        BLOCK_D=bd)
+                        BLOCK_D=bd, BLOCK_L=triton.next_power_of_2(L),
+                        **LAUNCH_OPTIONS["_deep_bwd"])
         # a = U_l z + w for every (t, k):  dU_l = sum DA z^T
         dM = torch.einsum("tlkbi,tlkbj->lij", DA, Z)
         gz = (DG * Z).sum((0, 2, 3, 4))  # (L,): <dg, z>
@@ -656,7 +692,8 @@ class _TARNNKernel(torch.autograd.Function):
         Pt = Pm.view(3, D, D).transpose(1, 2).contiguous()
         _tarnn_fwd[grid](u, h0, Pt, U.t().contiguous(), eta_tk, lengths, hT, Z, P, Q, BETA,
                          B, T, D, u.stride(0), u.stride(1),
-                         K=K, ACT=_ACT[act], SAVE=need_grad, BLOCK_B=bb, BLOCK_D=bd)
+                         K=K, ACT=_ACT[act], SAVE=need_grad, BLOCK_B=bb, BLOCK_D=bd,
+                         **LAUNCH_OPTIONS["_tarnn_fwd"])
         if need_grad:
             ctx.save_for_backward(Z, P, Q, BETA, lengths, eta_tk, Pm, U)
             ctx.K, ctx.act = K, act
@@ -672,7 +709,7 @@ class _TARNNKernel(torch.autograd.Function):
         dh0 = torch.empty_like(dh)
         _tarnn_bwd[grid](dh.contiguous(), Pm.contiguous(), U.contiguous(), eta_tk, lengths, P, Q,
                          BETA, DA, TQ, DPRE, dh0, B, T, D, K=K, ACT=_ACT[ctx.act], BLOCK_B=bb,
-                         BLOCK_D=bd)
+                         BLOCK_D=bd, **LAUNCH_OPTIONS["_tarnn_bwd"])
         dU = DA.view(-1, D).t().mm(Z.view(-1, D))  # p = phi(U z + wu)
         H = Z[:, 0].transpose(0, 1).reshape(B * T, D)  # h_{t-1}, rows in (b, t) order
         dPm = DPRE.view(B * T, 3 * D).t().mm(H)  # [beta, c, wu] = [Us; B2; W2] h + u
