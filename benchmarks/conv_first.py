@@ -10,8 +10,10 @@ validation), trained on the official training split and tested once, three seeds
 * ``first N`` -- the filters read every step and each block keeps each filter's largest
   response, in blocks that bring the recurrence to at most N steps (the default:
   ``search.CONV_RECURRENT_STEPS``);
-* either, followed by ``conv=F`` (F filters instead of 16) or ``TrainConfig`` settings
-  (``mixup=0.5 augment=0.1``).
+* either, followed by ``conv=F`` (F filters instead of 16), ``dilations=1,2,4,8`` (a prototype
+  measured and not kept: the filters in as many equal groups, each group's taps that many steps
+  apart, so the front end reads 5 to 33 steps at once with the same weights) or ``TrainConfig``
+  settings (``mixup=0.5 augment=0.1``).
 
     SEQEQ_DATA_DIR=../shared/data python benchmarks/conv_first.py ArrowHead OSULeaf
     ... --variants="series;first 64;first 32;first 16"   (names separated by ";")
@@ -19,6 +21,7 @@ validation), trained on the official training split and tested once, three seeds
 
 from __future__ import annotations
 
+import functools
 import math
 import sys
 import time
@@ -29,6 +32,22 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 DEFAULT_VARIANTS = ("series", "first 64", "first 32", "first 16")
+
+
+def dilated_convolve(model, dilations: list[int], x):
+    """``SequenceClassifier.convolve`` with the filters in ``len(dilations)`` groups, group i's
+    taps ``dilations[i]`` steps apart (causal, ReLU, as the model's own)."""
+    import torch
+    from torch import nn
+
+    from seqeq.models import CONV_KERNEL
+
+    z, w, b = x.transpose(1, 2), model.front.weight, model.front.bias
+    edges = np.linspace(0, w.shape[0], len(dilations) + 1).astype(int)
+    outs = [nn.functional.conv1d(nn.functional.pad(z, ((CONV_KERNEL - 1) * d, 0)),
+                                 w[lo:hi], b[lo:hi], dilation=d)
+            for d, lo, hi in zip(dilations, edges[:-1], edges[1:], strict=True)]
+    return torch.relu(torch.cat(outs, 1)).transpose(1, 2)
 
 
 def run(name: str, variant: str, seed: int) -> tuple[float, float]:
@@ -46,6 +65,7 @@ def run(name: str, variant: str, seed: int) -> tuple[float, float]:
     words = variant.split()
     settings = dict(w.split("=", 1) for w in words if "=" in w)
     conv = int(settings.pop("conv", 16))
+    dilations = [int(d) for d in settings.pop("dilations", "1").split(",")]
     if words[0] == "series":
         pool, first = pool_for(tr.max_len), False
     else:
@@ -53,6 +73,8 @@ def run(name: str, variant: str, seed: int) -> tuple[float, float]:
     spec = ModelSpec("gru", tr.n_channels, 24, tr.n_classes, pool=pool, conv=conv,
                      conv_first=first)
     model = build_model(spec, seed=seed)
+    if dilations != [1]:
+        model.convolve = functools.partial(dilated_convolve, model, dilations)
     model.set_normalisation(*tr.channel_stats())
     bs = batch_for(tr.n_series, 64)
     cfg = TrainConfig(lr=1e-2, batch_size=bs, epochs=schedule_epochs(tr.n_series, bs),

@@ -172,7 +172,7 @@ Augment = Annotated[str, typer.Option(
 Mixup = Annotated[str, typer.Option(
     help="Training augmentation for any series: each step also trains on a mixed copy of its "
     "batch (series blended in random pairs, labels weighed alike) with blends ~ Beta(A, A), "
-    "e.g. 0.5; 0 (default): off; auto: 0.5 when trials train on fewer than 1,000 series.")]
+    "e.g. 0.5; 0: off; auto (default): 0.5 when trials train on fewer than 1,000 series.")]
 RamKb = Annotated[float | None, typer.Option(
     "--ram-kb", help="Device limit: RAM of the exported model's C step (state + scratch), in "
     "KiB. Candidates over it are shrunk or not trained.")]
@@ -260,7 +260,7 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("storage", Storage, None), ("study_name", StudyName, None), ("workers", Workers, 1),
     ("resume", Resume, False), ("overwrite", Overwrite, False), ("quantize", Quantize, None),
     ("pruner", Pruner, "median"), ("trial_timeout", TrialTimeout, None),
-    ("rotate", Rotate, "auto"), ("augment", Augment, "0"), ("mixup", Mixup, "0"),
+    ("rotate", Rotate, "auto"), ("augment", Augment, "0"), ("mixup", Mixup, "auto"),
     ("ram_kb", RamKb, None),
     ("max_macs_per_step", MaxMacs, None), ("vectors", Vectors, "auto"),
     ("quiet", Quiet, False),

@@ -124,9 +124,12 @@ class SearchConfig:
     #: choice moved the median ratio from 0.928 to 0.883 (benchmarks/RESULTS.md)
     augment: float | None = 0.0
     #: mixup while training (``TrainConfig.mixup``): each step also trains on a mixed copy of its
-    #: batch, ``lam ~ Beta(mixup, mixup)``; 0: off; None (auto): ``augment.MIXUP_ALPHA`` where
-    #: a trial trains on fewer than ``augment.AUGMENT_BELOW`` series, else off
-    mixup: float | None = 0.0
+    #: batch, ``lam ~ Beta(mixup, mixup)``; 0: off; None (auto, the default):
+    #: ``augment.MIXUP_ALPHA`` where a trial trains on fewer than ``augment.AUGMENT_BELOW``
+    #: series, else off. On by default since the convolution front end reads every step: on the
+    #: development suite it moved the median ratio 0.952 -> 0.967, the worst 0.737 -> 0.750
+    #: (benchmarks/RESULTS.md, "Mixup on small data, on the conv-first defaults")
+    mixup: float | None = None
     #: device limits next to the size budget (None: none): RAM of the exported model's C step
     #: (state + scratch, KiB) and its multiply-accumulates per sample; an ensemble's members
     #: share them as they share the budget (``seqeq.export.mcu.device_cost``)

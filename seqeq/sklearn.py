@@ -164,7 +164,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     ``random_state`` (the seed of splits, sampler and training), ``out``, ``rotate``
     (``"auto"``, or a maximum angle in degrees), ``augment`` (the strength of the amplitude
     distortions, 0: off, the default; ``"auto"``: searched), ``mixup`` (mixup's Beta parameter,
-    0: off, the default; ``"auto"``: 0.5 below 1,000 series). ``vectors`` says which channels
+    0: off; ``"auto"``, the default: 0.5 below 1,000 series). ``vectors`` says which channels
     are x/y/z triplets for the rotation augmentation, by index: one list per device of
     ``(x, y, z)`` triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and
     gyroscope (default: none, arrays have no channel names). ``layout``: ``"ntc"`` (the
@@ -178,7 +178,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                  out: str | None = None, verbose: bool = False, rotate: str | float = "auto",
                  vectors=None, ensemble: int | None = None, rerank: int = 0,
                  opening: bool = True, augment: str | float = 0.0, layout: str = "ntc",
-                 mixup: str | float = 0.0):
+                 mixup: str | float = "auto"):
         self.budget_kb = budget_kb
         self.trials = trials
         self.timeout = timeout
