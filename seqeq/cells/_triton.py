@@ -36,8 +36,10 @@ L layers' S as one (L, B, D) tensor, a layer picked by a one-hot select) and wri
 ``U_l`` is materialised dense, as for iRNN.
 
 ERNN, TARNN (paper variant) and SRNN follow the iRNN scheme: every map of the state is a
-materialised dense D x D matrix in registers (SRNN's shift as a 0/1 matrix, exact), the saved
-per-step tensors go to global memory, the weight gradients are one matmul each afterwards.
+materialised dense D x D matrix (SRNN's shift as a 0/1 matrix, exact), held on-chip across the
+steps, except TARNN's four, which each step reads (from cache) where it uses them: four held
+together do not fit an H200's shared memory at D = 128. The saved per-step tensors go to global
+memory, the weight gradients are one matmul each afterwards.
 """
 
 from __future__ import annotations
