@@ -396,3 +396,21 @@ def test_one_forward_pass_over_a_batch_and_its_mixed_copy_is_two_passes(cell):
     both = model(torch.cat([x, xm]), torch.cat([lengths, Lm]))
     torch.testing.assert_close(both[:5], model(x, lengths), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(both[5:], model(xm, Lm), rtol=1e-5, atol=1e-6)
+
+
+def test_resuming_a_run_recorded_before_mixup_keeps_it_off(tmp_path):
+    """A run of a version without ``mixup`` in its run.json trained without it: resuming it
+    under today's default (auto) is refused, naming the setting it trained with."""
+    import json
+
+    from seqeq.config import RunConfig
+    from seqeq.errors import SeqeqError
+    from seqeq.run.rundir import _check_resume_matches
+
+    cfg = RunConfig.of(budget_kb=4)
+    old = {k: v for k, v in cfg.flat().items() if k not in ("mixup", "augment")}
+    (tmp_path / "run.json").write_text(json.dumps({"search": old}))
+    with pytest.raises(SeqeqError, match="used 0") as e:
+        _check_resume_matches(tmp_path, cfg)
+    assert "mixup auto" in e.value.problem and "mixup 0" in e.value.fix
+    _check_resume_matches(tmp_path, RunConfig.of(budget_kb=4, mixup=0.0))  # as it trained

@@ -293,6 +293,8 @@ CASES = [
      ["--resume with --cells lstm,gru", "used gru"]),
     ("resume-other-rotate", lambda t, b: _resume_run(b, "--rotate", "30"),
      ["--resume with --rotate 30", "used auto", "Resume with --rotate auto"]),
+    ("resume-other-mixup", lambda t, b: _resume_run(b, "--mixup", "0"),
+     ["--resume with --mixup 0", "used auto", "Resume with --mixup auto"]),
     ("resume-other-quantize", lambda t, b: _resume_run(b, "--quantize", "int8"),
      ["--resume with --quantize int8", "used none", "Resume without --quantize"]),
     # good.csv is messy.csv with its one NaN given a value: other data, however slightly

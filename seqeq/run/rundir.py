@@ -69,7 +69,9 @@ def _check_resume_matches(out: Path, cfg: RunConfig, data_fp: str | None = None)
         before = before_run["search"]
     except (OSError, ValueError, KeyError, TypeError):
         return  # no readable record (a run killed before writing it): nothing to compare
-    defaults = {"ensemble": 1}  # settings that runs of older versions did not record
+    # settings that runs of older versions did not record, as those versions trained: one model,
+    # no amplitude distortions, no mixup (a resumed old run keeps them off, not the new default)
+    defaults = {"ensemble": 1, "augment": 0.0, "mixup": 0.0}
     for key in _RESUME_FIXED:
         flag = opt(key)
         now = cfg.flat()[key]
