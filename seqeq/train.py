@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from . import _interrupt
 from .augment import mix_series, rotate_vectors, warp_magnitudes
 from .datasets import SeqData
 
@@ -218,7 +219,7 @@ def train_model(
     (``train_loss``, and ``val_score`` when validating); it may raise to stop training (the search
     raises ``optuna.TrialPruned``). On CPU it trains with one torch thread (:func:`cpu_threads`).
     """
-    with cpu_threads(cfg.device):
+    with cpu_threads(cfg.device), _interrupt.deferred():
         return _train_model(model, train, cfg, val, metric, on_epoch)
 
 
@@ -287,6 +288,7 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
         # where to roll back to if this epoch blows up (a few KiB for seqeq's models)
         snapshot = (_state_copy(model), copy.deepcopy(opt.state_dict()))
         for i in range(0, tr.n, cfg.batch_size):
+            _interrupt.check()  # a Ctrl-C recorded since the last step (seqeq._interrupt)
             if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
                 out_of_time = True  # validate what we have, then stop
                 break
