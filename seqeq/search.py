@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
+from . import _interrupt
 from .augment import AUGMENT_BELOW, AUGMENT_STRENGTH, MIXUP_ALPHA, ROTATE_CHOICES
 from .config import RunConfig
 from .datasets import SeqData
@@ -655,6 +656,7 @@ def _wait_for_other_workers(study: optuna.Study, poll: float = 1.0) -> None:
     all workers. A dead worker's trial is failed once its heartbeat is stale (grace period)."""
     running = optuna.trial.TrialState.RUNNING
     while study.get_trials(deepcopy=False, states=(running,)):
+        _interrupt.check()
         optuna.storages.fail_stale_trials(study)
         time.sleep(poll)
 

@@ -16,6 +16,15 @@ class _Obj:
     pass
 
 
+@pytest.fixture(autouse=True)
+def _python_default_sigint():
+    """Python's own SIGINT handler, as in a fresh ``seqeq`` process (earlier tests in this
+    process may leave another one installed), restored afterwards."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 def _sigint_inside_a_weakref_callback() -> None:
     """SIGINT delivered while a weakref callback runs (as SQLAlchemy's, under Optuna's storage):
     Python runs the signal's handler inside the callback."""

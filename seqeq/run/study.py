@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .. import _interrupt
 from .._progress import console
 from ..config import RunConfig
 from ..errors import SeqeqError, opt
@@ -93,8 +94,9 @@ def search(rc) -> tuple[object, bool]:
                         run_dir=rc.out, folds=rc.folds, watch=prog.trial_epoch)
     interrupted = False
     prog.start(study)
-    try:
-        run_workers(ctx, study, rc.out, callbacks=[prog.callback])
+    try:  # a Ctrl-C between trials (Optuna's storage work) is kept too (seqeq._interrupt)
+        with _interrupt.deferred():
+            run_workers(ctx, study, rc.out, callbacks=[prog.callback])
     except KeyboardInterrupt:
         interrupted = True
     if interrupted and cfg.run.storage is None:  # our own study: the cut-short trial is re-queued
