@@ -43,8 +43,9 @@ def dropped(monkeypatch) -> list:
 
 
 def test_python_loses_a_ctrl_c_that_lands_in_a_weakref_callback(dropped):
-    """The bug: the default handler's KeyboardInterrupt is raised in the callback, where Python
-    reports it as "Exception ignored" and drops it."""
+    """The bug, and the control for the next test (its SIGINT really lands in a callback): the
+    default handler's KeyboardInterrupt is raised in the callback, where Python reports it as
+    "Exception ignored" and drops it."""
     _sigint_inside_a_weakref_callback()  # no KeyboardInterrupt reaches us
     assert dropped == [KeyboardInterrupt]
 
