@@ -97,6 +97,11 @@ class TrainConfig:
     #: mixup: each step also trains on a mixed copy of its batch (series blended in random
     #: pairs, ``lam ~ Beta(mixup, mixup)``, ``seqeq.augment.mix_series``; 0: off)
     mixup: float = 0.0
+    #: weight averaging: the model trained is the optimiser's weights averaged over roughly the
+    #: last ``average`` of the schedule's steps (an exponential moving average whose window is
+    #: that share of the steps, :class:`_WeightAverage`), validated, kept and returned in their
+    #: place (0: off)
+    average: float = 0.0
 
     def __post_init__(self) -> None:
         if self.lr <= 0 or self.batch_size < 1 or self.epochs < 1:
@@ -109,6 +114,8 @@ class TrainConfig:
             raise ValueError("augment must be in 0..1")
         if not 0 <= self.mixup <= 10:
             raise ValueError("mixup must be in 0..10")
+        if not 0 <= self.average <= 1:
+            raise ValueError("average must be in 0..1")
 
 
 @dataclass
@@ -212,15 +219,19 @@ def train_model(
     val: SeqData | None = None,
     metric: str = "accuracy",
     on_epoch: Callable[[int, dict], None] | None = None,
+    teacher: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; with ``val``, restore the weights of the best validation epoch.
 
     ``on_epoch(epoch, record)`` is called after every epoch (1-based) with the epoch's record
     (``train_loss``, and ``val_score`` when validating); it may raise to stop training (the search
     raises ``optuna.TrialPruned``). On CPU it trains with one torch thread (:func:`cpu_threads`).
+    ``teacher(x, lengths)``: with mixup, the class probabilities (B, classes) the mixed copies
+    are trained towards in place of their two labels weighed by ``lam`` (distillation; the
+    teacher is fitted on the training data only).
     """
     with cpu_threads(cfg.device), _interrupt.deferred():
-        return _train_model(model, train, cfg, val, metric, on_epoch)
+        return _train_model(model, train, cfg, val, metric, on_epoch, teacher)
 
 
 @contextlib.contextmanager
@@ -251,7 +262,58 @@ def _state_copy(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
+class _WeightAverage:
+    """An exponential moving average of a model's floating-point weights and buffers, updated
+    after every optimiser step, whose window is a share of the schedule's steps: at step ``t``
+    (from 0) the weights enter with ``1 - d_t``, ``d_t = min(1 - 1 / window, t / (t + 1))`` --
+    the plain mean of the steps so far until there are ``window`` of them, then the moving
+    average, in which the first steps' weights fade. ``swapped()`` puts the average
+    in the model for evaluation and restores the optimiser's weights after.
+
+    Written here rather than with ``torch.optim.swa_utils.AveragedModel``: that keeps a deep
+    copy of the module and a fixed decay, and the window here follows the schedule, which is
+    shortened after its second epoch where a time limit says it cannot end."""
+
+    def __init__(self, model: nn.Module, share: float, total_steps: int):
+        self.model, self.share, self.t = model, share, 0
+        self.window = max(1.0, share * total_steps)
+        self.avg = {k: v.detach().clone() for k, v in model.state_dict().items()
+                    if v.is_floating_point()}
+
+    def set_total(self, total_steps: int) -> None:
+        self.window = max(1.0, self.share * total_steps)
+
+    @torch.no_grad()
+    def update(self) -> None:
+        d = min(1.0 - 1.0 / self.window, self.t / (self.t + 1.0))
+        self.t += 1
+        for k, v in self.model.state_dict().items():
+            if k in self.avg:
+                self.avg[k].lerp_(v.detach(), 1.0 - d)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        """The model's state with the averaged weights in it (a copy)."""
+        st = _state_copy(self.model)
+        st.update({k: v.clone() for k, v in self.avg.items()})
+        return st
+
+    def copy(self) -> tuple[int, dict[str, torch.Tensor]]:
+        return self.t, {k: v.clone() for k, v in self.avg.items()}
+
+    def restore(self, saved: tuple[int, dict[str, torch.Tensor]]) -> None:
+        self.t, self.avg = saved[0], {k: v.clone() for k, v in saved[1].items()}
+
+    @contextlib.contextmanager
+    def swapped(self) -> Iterator[None]:
+        raw = _state_copy(self.model)
+        self.model.load_state_dict(self.state())
+        try:
+            yield
+        finally:
+            self.model.load_state_dict(raw)
+
+
+def _train_model(model, train, cfg, val, metric, on_epoch, teacher=None) -> TrainResult:
     seed_everything(cfg.seed)
     device = cfg.device
     model.to(device)
@@ -269,6 +331,9 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
         return lr_scale[0] * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_factor)
+    average = (_WeightAverage(model, cfg.average, cfg.epochs * steps_per_epoch)
+               if cfg.average > 0 else None)
+    evaluated = average.swapped if average is not None else contextlib.nullcontext
     recoveries = 0
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator(device="cpu").manual_seed(cfg.seed)
@@ -286,7 +351,8 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
         total_loss, seen = 0.0, 0
         out_of_time = blew_up = False
         # where to roll back to if this epoch blows up (a few KiB for seqeq's models)
-        snapshot = (_state_copy(model), copy.deepcopy(opt.state_dict()))
+        snapshot = (_state_copy(model), copy.deepcopy(opt.state_dict()),
+                    average.copy() if average is not None else None)
         for i in range(0, tr.n, cfg.batch_size):
             _interrupt.check()  # a Ctrl-C recorded since the last step (seqeq._interrupt)
             if cfg.max_seconds is not None and time.perf_counter() - t0 > cfg.max_seconds:
@@ -303,8 +369,13 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
                 # recurrence's per-step overhead, nearly the same for 2B series as for B
                 out = model(torch.cat([x, xm]), torch.cat([L, Lm]))
                 clean, mixed = out[: len(y)], out[len(y):]
-                loss = (loss_fn(clean, y) + lam * loss_fn(mixed, y)
-                        + (1 - lam) * loss_fn(mixed, y[j]))
+                if teacher is not None:
+                    with torch.no_grad():
+                        p = teacher(xm, Lm).to(mixed.dtype)
+                    loss = loss_fn(clean, y) + loss_fn(mixed, p)
+                else:
+                    loss = (loss_fn(clean, y) + lam * loss_fn(mixed, y)
+                            + (1 - lam) * loss_fn(mixed, y[j]))
             else:
                 loss = loss_fn(model(x, L), y)
             reg = getattr(model, "regularization", None)
@@ -320,6 +391,8 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
                 break
             opt.step()
             sched.step()
+            if average is not None:
+                average.update()
             total_loss += lv * len(y)
             seen += len(y)
         rec = {"epoch": epoch, "train_loss": total_loss / max(seen, 1)}
@@ -330,13 +403,18 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
                 lr_scale[0] *= 0.5
                 model.load_state_dict(snapshot[0])
                 opt.load_state_dict(snapshot[1])
+                if average is not None:
+                    average.restore(snapshot[2])
                 rec["recovered"] = {"times": recoveries, "lr_scale": lr_scale[0]}
             else:  # give up, keeping the last finite weights
                 model.load_state_dict(snapshot[0])
+                if average is not None:
+                    average.restore(snapshot[2])
                 rec["diverged"] = True
                 rec["train_loss"] = float("nan")
         if va is not None:
-            logits = predict_logits(model, va, device=device)
+            with evaluated():
+                logits = predict_logits(model, va, device=device)
             y_va = va.y.cpu().numpy()
             rec["val_score"] = score(y_va, logits.argmax(1), metric)
             # the mean cross-entropy: it still tells two models apart where a few validation
@@ -348,7 +426,7 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
             # a strict improvement resets the patience counter
             if improved or rec["val_score"] == res.best_val:
                 res.best_val, res.best_epoch = rec["val_score"], epoch
-                best_state = _state_copy(model)
+                best_state = average.state() if average is not None else _state_copy(model)
             since_best = 0 if improved else since_best + 1
         rec["seconds"] = time.perf_counter() - t0
         if epoch == 2 and cfg.max_seconds is not None and cfg.stop_epoch is None:
@@ -359,6 +437,8 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
             if fits < n_epochs[0]:
                 n_epochs[0] = max(2, fits)
                 rec["schedule_epochs"] = n_epochs[0]
+                if average is not None:
+                    average.set_total(n_epochs[0] * steps_per_epoch)
         res.history.append(rec)
         res.epochs_run = epoch
         if on_epoch is not None:
@@ -373,6 +453,8 @@ def _train_model(model, train, cfg, val, metric, on_epoch) -> TrainResult:
             break
     if best_state is not None:
         model.load_state_dict(best_state)
+    elif average is not None:
+        model.load_state_dict(average.state())
     res.schedule_epochs = n_epochs[0]
     res.seconds = time.perf_counter() - t0
     model.eval()
