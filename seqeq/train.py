@@ -23,6 +23,7 @@ from torch import nn
 from . import _interrupt
 from .augment import mix_series, rotate_vectors, warp_magnitudes
 from .datasets import SeqData
+from .distill import SoftMixes
 
 __all__ = ["TrainConfig", "TrainResult", "train_model", "predict_logits", "score", "METRICS",
            "resolve_device", "seed_everything", "cpu_threads", "schedule_epochs", "batch_for",
@@ -219,19 +220,19 @@ def train_model(
     val: SeqData | None = None,
     metric: str = "accuracy",
     on_epoch: Callable[[int, dict], None] | None = None,
-    teacher: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    soft: SoftMixes | None = None,
 ) -> TrainResult:
     """Train ``model`` in place; with ``val``, restore the weights of the best validation epoch.
 
     ``on_epoch(epoch, record)`` is called after every epoch (1-based) with the epoch's record
     (``train_loss``, and ``val_score`` when validating); it may raise to stop training (the search
     raises ``optuna.TrialPruned``). On CPU it trains with one torch thread (:func:`cpu_threads`).
-    ``teacher(x, lengths)``: with mixup, the class probabilities (B, classes) the mixed copies
-    are trained towards in place of their two labels weighed by ``lam`` (distillation; the
-    teacher is fitted on the training data only).
+    ``soft``: with mixup, each step's mixed copies are drawn from this pool of blends and
+    trained towards its teacher's class probabilities in place of two labels weighed by ``lam``
+    (distillation, :mod:`seqeq.distill`; its teacher fitted on ``train`` alone).
     """
     with cpu_threads(cfg.device), _interrupt.deferred():
-        return _train_model(model, train, cfg, val, metric, on_epoch, teacher)
+        return _train_model(model, train, cfg, val, metric, on_epoch, soft)
 
 
 @contextlib.contextmanager
@@ -313,7 +314,12 @@ class _WeightAverage:
             self.model.load_state_dict(raw)
 
 
-def _train_model(model, train, cfg, val, metric, on_epoch, teacher=None) -> TrainResult:
+def _pad_to(x: torch.Tensor, T: int) -> torch.Tensor:
+    """``x (B, T', C)`` zero-padded to ``T`` steps."""
+    return x if x.shape[1] == T else nn.functional.pad(x, (0, 0, 0, T - x.shape[1]))
+
+
+def _train_model(model, train, cfg, val, metric, on_epoch, soft=None) -> TrainResult:
     seed_everything(cfg.seed)
     device = cfg.device
     model.to(device)
@@ -363,19 +369,19 @@ def _train_model(model, train, cfg, val, metric, on_epoch, teacher=None) -> Trai
                 x = rotate_vectors(x, train.vectors, cfg.rotate_deg, aug_gen)
             if cfg.augment > 0:
                 x = warp_magnitudes(x, L, model.mean, model.std, cfg.augment, aug_gen)
-            if cfg.mixup > 0:  # and a mixed copy of the batch, its labels weighed by lam
+            if cfg.mixup > 0 and soft is not None:  # and as many blends, as the teacher saw them
+                xm, Lm, p = soft.draw(len(y), aug_gen, device)
+                T = max(x.shape[1], xm.shape[1])
+                out = model(torch.cat([_pad_to(x, T), _pad_to(xm, T)]), torch.cat([L, Lm]))
+                loss = loss_fn(out[: len(y)], y) + loss_fn(out[len(y):], p.to(out.dtype))
+            elif cfg.mixup > 0:  # and a mixed copy of the batch, its labels weighed by lam
                 xm, Lm, j, lam = mix_series(x, L, cfg.mixup, aug_gen)
                 # one forward pass over both halves: on small batches a step's cost is the
                 # recurrence's per-step overhead, nearly the same for 2B series as for B
                 out = model(torch.cat([x, xm]), torch.cat([L, Lm]))
                 clean, mixed = out[: len(y)], out[len(y):]
-                if teacher is not None:
-                    with torch.no_grad():
-                        p = teacher(xm, Lm).to(mixed.dtype)
-                    loss = loss_fn(clean, y) + loss_fn(mixed, p)
-                else:
-                    loss = (loss_fn(clean, y) + lam * loss_fn(mixed, y)
-                            + (1 - lam) * loss_fn(mixed, y[j]))
+                loss = (loss_fn(clean, y) + lam * loss_fn(mixed, y)
+                        + (1 - lam) * loss_fn(mixed, y[j]))
             else:
                 loss = loss_fn(model(x, L), y)
             reg = getattr(model, "regularization", None)
