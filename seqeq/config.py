@@ -130,6 +130,12 @@ class SearchConfig:
     #: development suite it moved the median ratio 0.952 -> 0.967, the worst 0.737 -> 0.750
     #: (benchmarks/RESULTS.md, "Mixup on small data, on the conv-first defaults")
     mixup: float | None = None
+    #: weight averaging while training (``TrainConfig.average``): the model validated and kept is
+    #: the optimiser's weights averaged over about this share of the schedule's last steps; 0: off
+    average: float = 0.0
+    #: distillation where mixup is on (``seqeq.distill``): the mixed copies are drawn from a pool
+    #: of blends labelled by a MiniRocket teacher fitted on the series the model trains on
+    distill: bool = False
     #: device limits next to the size budget (None: none): RAM of the exported model's C step
     #: (state + scratch, KiB) and its multiply-accumulates per sample; an ensemble's members
     #: share them as they share the budget (``seqeq.export.mcu.device_cost``)
@@ -175,6 +181,13 @@ class SearchConfig:
             raise SeqeqError(f"{opt('augment', float(self.augment))} is not a strength in 0..1",
                              "Use auto, 0 (off) or a strength such as 0.1 (a tenth of a "
                              "channel's standard deviation)")
+        if not isinstance(self.distill, bool):
+            raise SeqeqError(f"{opt('distill', self.distill)} is not on or off",
+                             f"Use {opt('distill', True)} or {opt('distill', False)}")
+        if not isinstance(self.average, (int, float)) or isinstance(self.average, bool) \
+                or not 0 <= self.average <= 1:
+            raise SeqeqError(f"{opt('average', self.average)} is not a share of the "
+                             "schedule in 0..1", f"Use 0 (off) or e.g. {opt('average', 0.1)}")
         if self.mixup is not None and not 0 <= self.mixup <= 10:
             raise SeqeqError(f"{opt('mixup', float(self.mixup))} is not a Beta parameter in 0..10",
                              "Use auto, 0 (off) or e.g. 0.5")

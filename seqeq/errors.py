@@ -61,6 +61,8 @@ def opt(name: str, value=None, *, placeholder: str | None = None) -> str:
     flag = _FLAGS.get(name, "--" + name.replace("_", "-"))
     if placeholder is not None:
         return f"{flag} {placeholder}" if _CLI.get() else f"{name}={placeholder}"
+    if isinstance(value, bool) and _CLI.get():  # an on/off switch: --distill / --no-distill
+        return flag if value else "--no-" + flag[2:]
     shown = f"{value:g}" if isinstance(value, float) else str(value)
     if _CLI.get():
         return flag if value is None else f"{flag} {shown}"

@@ -116,7 +116,7 @@ def _fold_score(trial: optuna.trial.FrozenTrial, held: np.ndarray, cfg: RunConfi
     """Train ``trial``'s configuration on every series of ``full`` outside ``held`` and score it on
     ``held`` as the search scores a trial."""
     from .models import build_model
-    from .search import spec_of, train_config_of, trial_value
+    from .search import soft_of, spec_of, train_config_of, trial_value
     from .train import train_model
 
     full = full if full is not None else _DATA
@@ -128,7 +128,8 @@ def _fold_score(trial: optuna.trial.FrozenTrial, held: np.ndarray, cfg: RunConfi
     curve: list[float] = []
     res = train_model(model, tr, train_config_of(trial, device, seed=seed), val=va,
                       metric=cfg.search.metric,
-                      on_epoch=lambda e, rec: curve.append(rec.get("val_score", math.nan)))
+                      on_epoch=lambda e, rec: curve.append(rec.get("val_score", math.nan)),
+                      soft=soft_of(trial, tr, cfg.search.seed))
     return trial_value(curve, res.best_val, cfg)
 
 

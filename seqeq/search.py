@@ -13,7 +13,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from . import _interrupt
 from .augment import AUGMENT_BELOW, AUGMENT_STRENGTH, MIXUP_ALPHA, ROTATE_CHOICES
 from .config import RunConfig
 from .datasets import SeqData
+from .distill import soft_mixes
 from .errors import SeqeqError, opt
 from .models import ModelSpec, build_model, conv_param_count, save_model, spec_size_bytes
 from .search_spaces import feasible_cells, list_families, smallest_size, suggest_spec
@@ -83,9 +84,18 @@ class SearchContext:
     #: called after each epoch of this process's trials (the progress display,
     #: ``RunProgress.trial_epoch``); not sent to worker processes
     watch: Callable[..., None] | None = None
+    #: the distillation pools of the folds, drawn when a trial first needs one (a few MB each:
+    #: not sent to worker processes, which draw their own, the same)
+    soft: dict = field(default_factory=dict)
 
     def __getstate__(self) -> dict:
-        return {**self.__dict__, "watch": None}
+        return {**self.__dict__, "watch": None, "soft": {}}
+
+    def soft_for(self, k: int, train: SeqData, mixup: float):
+        """Fold ``k``'s distillation pool (:func:`seqeq.distill.soft_mixes`)."""
+        if (k, mixup) not in self.soft:
+            self.soft[(k, mixup)] = soft_mixes(train, mixup, seed=self.cfg.search.seed)
+        return self.soft[(k, mixup)]
 
 
 def candidate_cells(cfg: RunConfig, d: int, C: int) -> list[str]:
@@ -310,7 +320,17 @@ def train_config_of(trial: optuna.trial.FrozenTrial, device: str, seed: int,
     return TrainConfig(lr=t["lr"], batch_size=t["batch_size"], epochs=epochs or t["epochs"],
                        patience=0 if stop_epoch else t.get("patience", 0), device=device,
                        seed=seed, stop_epoch=stop_epoch, rotate_deg=t.get("rotate_deg", 0.0),
-                       augment=t.get("augment", 0.0), mixup=t.get("mixup", 0.0))
+                       augment=t.get("augment", 0.0), mixup=t.get("mixup", 0.0),
+                       average=t.get("average", 0.0))
+
+
+def soft_of(trial: optuna.trial.FrozenTrial, train: SeqData, seed: int):
+    """The distillation pool for training ``trial``'s configuration on ``train`` (None where the
+    trial trained without: no mixup, or ``distill`` off)."""
+    t = trial.user_attrs["train"]
+    if not (t.get("distill") and t.get("mixup")):
+        return None
+    return soft_mixes(train, t["mixup"], seed=seed)
 
 
 def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
@@ -353,6 +373,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         # retrain runs where its own time allows (run.final.final_schedule)
         settings = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "patience": patience,
                     "rotate_deg": rotate, "augment": augment, "mixup": mixup,
+                    "average": sc.average, "distill": bool(sc.distill and mixup > 0),
                     "planned_epochs": epochs}
         trial.set_user_attr("train", settings)
         t0 = time.perf_counter()
@@ -396,7 +417,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
                                device=ctx.device, seed=sc.seed + trial.number,
                                max_seconds=share, rotate_deg=rotate, augment=augment,
-                               mixup=mixup,
+                               mixup=mixup, average=sc.average,
                                stop_epoch=None if k == 0 else epochs)
             fold_curve: list[float] = []
             fold_loss: list[float] = []
@@ -407,8 +428,9 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
                 if ctx.watch is not None:
                     ctx.watch(trial.number, spec, size, epoch, epochs, c[-1], k, len(folds))
 
+            soft = ctx.soft_for(k, tr, mixup) if settings["distill"] else None
             res = train_model(model, tr, tcfg, val=va, metric=cfg.search.metric,
-                              on_epoch=on_epoch if k == 0 else later_fold)
+                              on_epoch=on_epoch if k == 0 else later_fold, soft=soft)
             if k == 0:
                 first = (model, res)
                 fold_curve, fold_loss = curve, losses

@@ -21,7 +21,7 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
     ``progress``: the run's :class:`~seqeq._progress.RunProgress`."""
     from ..datasets import concat
     from ..models import build_model, combine_models
-    from ..search import best_trial, spec_of, train_config_of
+    from ..search import best_trial, soft_of, spec_of, train_config_of
     from ..train import predict_logits, score, train_model
 
     best, reranked = trial, None
@@ -40,6 +40,7 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
     n_models = max(cfg.final.final_seeds, cfg.final.ensemble)
     schedule, epochs = final_schedule(best, cfg, full.n_series, train.n_series, n_models)
     mean, std = full.channel_stats()
+    soft = soft_of(best, full, cfg.search.seed)  # one pool for every seed (seqeq.distill)
     finals = []
     for k in range(n_models):
         seed = cfg.search.seed + 1000 + k
@@ -50,7 +51,8 @@ def final_models(study, train, val, test, cfg: RunConfig, device: str, out: Path
         model = build_model(spec, seed=seed)
         model.set_normalisation(mean, std)
         tcfg = train_config_of(best, device, seed=seed, stop_epoch=epochs, epochs=schedule)
-        hist = train_model(model, full, tcfg, metric=cfg.search.metric, on_epoch=on_epoch)
+        hist = train_model(model, full, tcfg, metric=cfg.search.metric, on_epoch=on_epoch,
+                           soft=soft)
         fit_score = score(val.y, predict_logits(model, val).argmax(1), cfg.search.metric)
         rec = {"seed": seed, "model": model, "val_score": fit_score, "history": hist.history}
         if test is not None:  # the test set, evaluated once per final model
