@@ -173,6 +173,13 @@ Mixup = Annotated[str, typer.Option(
     help="Training augmentation for any series: each step also trains on a mixed copy of its "
     "batch (series blended in random pairs, labels weighed alike) with blends ~ Beta(A, A), "
     "e.g. 0.5; 0: off; auto (default): 0.5 when trials train on fewer than 1,000 series.")]
+Average = Annotated[float, typer.Option(
+    help="Weight averaging: the model validated and kept is its weights averaged over about "
+    "this share of the schedule's last steps, e.g. 0.1; 0 (default): off.")]
+Distill = Annotated[bool, typer.Option(
+    help="Distillation where mixup is on: the mixed copies a model trains on are labelled by a "
+    "MiniRocket teacher fitted on its training series, not by their blends' weights (needs "
+    "aeon). Off by default.")]
 RamKb = Annotated[float | None, typer.Option(
     "--ram-kb", help="Device limit: RAM of the exported model's C step (state + scratch), in "
     "KiB. Candidates over it are shrunk or not trained.")]
@@ -261,7 +268,7 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("resume", Resume, False), ("overwrite", Overwrite, False), ("quantize", Quantize, None),
     ("pruner", Pruner, "median"), ("trial_timeout", TrialTimeout, None),
     ("rotate", Rotate, "auto"), ("augment", Augment, "0"), ("mixup", Mixup, "auto"),
-    ("ram_kb", RamKb, None),
+    ("average", Average, 0.0), ("distill", Distill, False), ("ram_kb", RamKb, None),
     ("max_macs_per_step", MaxMacs, None), ("vectors", Vectors, "auto"),
     ("quiet", Quiet, False),
     ("as_json", AsJson, False),

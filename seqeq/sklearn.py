@@ -164,7 +164,10 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     ``random_state`` (the seed of splits, sampler and training), ``out``, ``rotate``
     (``"auto"``, or a maximum angle in degrees), ``augment`` (the strength of the amplitude
     distortions, 0: off, the default; ``"auto"``: searched), ``mixup`` (mixup's Beta parameter,
-    0: off; ``"auto"``, the default: 0.5 below 1,000 series). ``vectors`` says which channels
+    0: off; ``"auto"``, the default: 0.5 below 1,000 series), ``average`` (the share of the
+    schedule's last steps the kept weights are averaged over, 0: off, the default), ``distill``
+    (label mixup's blends by a MiniRocket teacher fitted on the training series; needs aeon; off
+    by default). ``vectors`` says which channels
     are x/y/z triplets for the rotation augmentation, by index: one list per device of
     ``(x, y, z)`` triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and
     gyroscope (default: none, arrays have no channel names). ``layout``: ``"ntc"`` (the
@@ -178,7 +181,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                  out: str | None = None, verbose: bool = False, rotate: str | float = "auto",
                  vectors=None, ensemble: int | None = None, rerank: int = 0,
                  opening: bool = True, augment: str | float = 0.0, layout: str = "ntc",
-                 mixup: str | float = "auto"):
+                 mixup: str | float = "auto", average: float = 0.0, distill: bool = False):
         self.budget_kb = budget_kb
         self.trials = trials
         self.timeout = timeout
@@ -198,6 +201,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         self.augment = augment
         self.layout = layout
         self.mixup = mixup
+        self.average = average
+        self.distill = distill
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -244,6 +249,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                            seed=self._seed(), metric=self.metric, epochs=self.epochs,
                            final_seeds=self.final_seeds, ensemble=self.ensemble,
                            rerank=self.rerank, opening=self.opening, device=self.device,
+                           average=self.average, distill=self.distill,
                            **search_options({"cells": self.cells, "rotate": self.rotate,
                                              "augment": self.augment,
                                              "mixup": self.mixup}))

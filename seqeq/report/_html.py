@@ -340,6 +340,7 @@ def _model(r: dict) -> str:
     rot = float(tr.get("rotate_deg") or 0)
     aug = float(tr.get("augment") or 0)
     mix = float(tr.get("mixup") or 0)
+    avg = float(tr.get("average") or 0)
     kv = _kv([
         ("cell", f"<b>{_e(spec.get('cell'))}</b> (trial #{_e(b.get('trial'))})"
                  + (f", an ensemble of {_e(spec['members'])} such models averaging their "
@@ -352,8 +353,11 @@ def _model(r: dict) -> str:
                         if rot else "")
                      + (f"random scaling, magnitude warping and jitter of strength {aug:g}, "
                         if aug else "")
-                     + (f"mixup (a mixed copy of each batch, Beta({mix:g}, {mix:g})), "
-                        if mix else "")
+                     + (f"mixup (a mixed copy of each batch, Beta({mix:g}, {mix:g})"
+                        + (", labelled by a MiniRocket teacher fitted on the training series"
+                           if tr.get("distill") else "") + "), " if mix else "")
+                     + (f"weights averaged over the last {avg:g} of the schedule, "
+                        if avg else "")
                      + (f"best validation score at epoch {_e(b.get('epochs'))} of its trial "
                         "(not retrained: interrupted)" if r.get("final") is None
                         and r.get("interrupted") else

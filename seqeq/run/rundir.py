@@ -51,7 +51,8 @@ def check_run_dir(out: Path, cfg: RunConfig, data_fp: str | None = None) -> None
 #: what a study's trials were sized, sampled and scored under: a resumed run must keep them (the
 #: number of trials, the timeout, the workers, --rerank may change)
 _RESUME_FIXED = ("budget_kb", "quantize", "ensemble", "metric", "epochs", "final_epochs", "seed",
-                 "cells", "rotate", "augment", "mixup", "cv_folds", "ram_kb", "max_macs_per_step")
+                 "cells", "rotate", "augment", "mixup", "average", "distill", "cv_folds", "ram_kb",
+                 "max_macs_per_step")
 #: a setting whose None is typed as a value on the command line
 _NONE_TYPED = {"rotate": "auto", "augment": "auto", "mixup": "auto"}
 #: how a setting's None reads in a message where it is given by leaving its flag out
@@ -70,14 +71,20 @@ def _check_resume_matches(out: Path, cfg: RunConfig, data_fp: str | None = None)
     except (OSError, ValueError, KeyError, TypeError):
         return  # no readable record (a run killed before writing it): nothing to compare
     # settings that runs of older versions did not record, as those versions trained: one model,
-    # no amplitude distortions, no mixup (a resumed old run keeps them off, not the new default)
-    defaults = {"ensemble": 1, "augment": 0.0, "mixup": 0.0}
+    # no amplitude distortions, no mixup, no averaging, no distillation (a resumed old run keeps
+    # them off, not the new default)
+    defaults = {"ensemble": 1, "augment": 0.0, "mixup": 0.0, "average": 0.0, "distill": False}
     for key in _RESUME_FIXED:
         flag = opt(key)
         now = cfg.flat()[key]
         was = before.get(key, defaults.get(key, now))
         if isinstance(was, list):  # JSON keeps tuples as lists
             was = tuple(was)
+        if was != now and isinstance(now, bool):  # a switch: --distill / --no-distill
+            raise SeqeqError(f"{opt('resume')} with {opt(key, now)} but the run in {out} used "
+                             f"{opt(key, bool(was))}",
+                             f"Resume with {opt(key, bool(was))}, or start a new run with "
+                             f"another {opt('out')}")
         if was != now:
             shown = _flag_value(was, key)
             again = (f"Resume without {flag}" if was is None and key not in _NONE_TYPED
