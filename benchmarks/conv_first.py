@@ -14,7 +14,7 @@ validation), trained on the official training split and tested once, three seeds
   measured and not kept: the filters in as many equal groups, each group's taps that many steps
   apart, so the front end reads 5 to 33 steps at once with the same weights) or ``TrainConfig``
   settings (``mixup=0.5 augment=0.1``), or ``distill=1`` (with mixup: the mixed copies trained
-  towards a MiniRocket teacher's probabilities, :func:`minirocket_teacher`).
+  towards a MiniRocket teacher's probabilities on them, drawn from ``seqeq.distill``'s pool).
 
     SEQEQ_DATA_DIR=../shared/data python benchmarks/conv_first.py ArrowHead OSULeaf
     ... --variants="series;first 64;first 32;first 16"   (names separated by ";")
@@ -52,36 +52,13 @@ def dilated_convolve(model, dilations: list[int], x):
     return torch.relu(torch.cat(outs, 1)).transpose(1, 2)
 
 
-@functools.lru_cache(maxsize=4)
-def minirocket_teacher(name: str):
-    """Distillation's teacher: aeon's MiniRocket features of the training split, standardised,
-    and a logistic regression (C = 0.1) on them; fitted on the training split only. Returns
-    ``probs(x, lengths) -> (B, classes)`` for ``train_model(teacher=...)``."""
-    import suite
-    import torch
-    from aeon.transformations.collection.convolution_based import MiniRocket
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.preprocessing import StandardScaler
-
-    tr, _ = suite.load(name)
-    mr = MiniRocket(random_state=0)
-    F = mr.fit_transform(np.ascontiguousarray(tr.X.transpose(0, 2, 1)).astype(np.float32))
-    sc = StandardScaler().fit(F)
-    lr = LogisticRegression(C=0.1, max_iter=2000).fit(sc.transform(F), tr.y)
-
-    def probs(x, lengths):
-        f = mr.transform(np.ascontiguousarray(x.cpu().numpy().transpose(0, 2, 1)))
-        return torch.as_tensor(lr.predict_proba(sc.transform(f)), dtype=torch.float32)
-
-    return probs
-
-
 def run(name: str, variant: str, seed: int) -> tuple[float, float]:
     """Test accuracy and seconds of one model: ``variant`` is ``series`` or ``first N``, then
     optionally ``conv=F`` (filters, default 16) and ``TrainConfig`` settings (``mixup=0.5``)."""
     import suite
     import torch
 
+    from seqeq.distill import soft_mixes
     from seqeq.models import ModelSpec, build_model
     from seqeq.search import pool_for
     from seqeq.train import TrainConfig, batch_for, predict_logits, schedule_epochs, train_model
@@ -92,7 +69,7 @@ def run(name: str, variant: str, seed: int) -> tuple[float, float]:
     settings = dict(w.split("=", 1) for w in words if "=" in w)
     conv = int(settings.pop("conv", 16))
     dilations = [int(d) for d in settings.pop("dilations", "1").split(",")]
-    teacher = minirocket_teacher(name) if int(settings.pop("distill", 0)) else None
+    distill = bool(int(settings.pop("distill", 0)))
     if words[0] == "series":
         pool, first = pool_for(tr.max_len), False
     else:
@@ -106,8 +83,9 @@ def run(name: str, variant: str, seed: int) -> tuple[float, float]:
     bs = batch_for(tr.n_series, 64)
     cfg = TrainConfig(lr=1e-2, batch_size=bs, epochs=schedule_epochs(tr.n_series, bs),
                       patience=0, seed=seed, **{k: float(v) for k, v in settings.items()})
-    t0 = time.perf_counter()
-    train_model(model, tr, cfg, teacher=teacher)
+    t0 = time.perf_counter()  # the teacher's fit and its pool of blends count
+    soft = soft_mixes(tr, cfg.mixup, seed=seed) if distill else None
+    train_model(model, tr, cfg, soft=soft)
     return float((predict_logits(model, te).argmax(1) == te.y).mean()), time.perf_counter() - t0
 
 
@@ -118,7 +96,8 @@ def main() -> None:
     variants = only[0].split(";") if only else list(DEFAULT_VARIANTS)
     seeds = int(next((a.split("=", 1)[1] for a in args if a.startswith("--seeds=")), 3))
     print(f"`SEQEQ_DATA_DIR=../shared/data python benchmarks/conv_first.py {' '.join(args)}`")
-    print(f"\n| problem | variant | test % (mean ± std, {seeds} seeds) | seeds | seconds per model |")
+    print(f"\n| problem | variant | test % (mean ± std, {seeds} seeds) | seeds "
+          "| seconds per model |")
     print("|---|---|---|---|---|")
     for name in names:
         for v in variants:
