@@ -34,7 +34,8 @@ import torch
 
 from .errors import SeqeqError, opt
 
-__all__ = ["Vectors", "random_rotations", "rotate_vectors", "warp_magnitudes", "mix_series",
+__all__ = ["Vectors", "random_rotations", "rotate_vectors", "warp_magnitudes", "warp_time",
+           "mix_series",
            "detect_vectors",
            "parse_vectors", "describe_vectors", "ROTATE_CHOICES", "AUGMENT_STRENGTH", "MIXUP_ALPHA",
            "AUGMENT_BELOW", "WARP_KNOTS"]
@@ -85,6 +86,41 @@ def warp_magnitudes(x: torch.Tensor, lengths: torch.Tensor, mean: torch.Tensor,
     noise = 0.3 * strength * torch.randn(B, T, C, **cpu) * std.to("cpu", torch.float32)
     m = mean.to(x)
     out = m + (x - m) * (scale * warp.transpose(1, 2)).to(x) + noise.to(x)
+    live = (torch.arange(T, device=x.device)[None, :] < lengths[:, None].to(x.device))[:, :, None]
+    return torch.where(live, out, x)
+
+
+def warp_time(x: torch.Tensor, lengths: torch.Tensor, strength: float,
+              gen: torch.Generator) -> torch.Tensor:
+    """Raw ``x (B, T, C)`` read at a random smooth pace: each series (all its channels alike)
+    is resampled along a monotone time map whose speed is linear between :data:`WARP_KNOTS`
+    knots ``~ N(1, strength)`` (at least 0.1) spread over the series' own steps, scaled so the
+    map runs from its first step to its last: events keep their order and the series its length
+    and ends, but parts of it are stretched and others squeezed. Values between two steps are
+    interpolated linearly; steps past a series' length are left as they were."""
+    if strength <= 0:
+        return x
+    B, T, C = x.shape
+    if T < 2:
+        return x
+    knots = (1 + strength * torch.randn(B, WARP_KNOTS, generator=gen)).clamp(min=0.1)
+    L = lengths.to("cpu").clamp(min=2)
+    Lf = L.to(torch.float32)
+    t = torch.arange(T, dtype=torch.float32)[None, :]
+    pos = (t / (Lf[:, None] - 1)).clamp(max=1) * (WARP_KNOTS - 1)
+    lo = pos.floor().long().clamp(max=WARP_KNOTS - 2)
+    frac = pos - lo
+    speed = torch.gather(knots, 1, lo) * (1 - frac) + torch.gather(knots, 1, lo + 1) * frac
+    # the source position of output step t: the speed summed over steps 1..t, scaled so the
+    # last live step reads the series' last step
+    src = torch.cat([torch.zeros(B, 1), torch.cumsum(speed[:, 1:], 1)], 1)
+    end = torch.gather(src, 1, (L - 1)[:, None])
+    src = (src / end * (Lf[:, None] - 1)).clamp(min=0)
+    src = torch.minimum(src, Lf[:, None] - 1)
+    i0 = src.floor().long().clamp(max=T - 2)
+    w = (src - i0)[:, :, None].to(x)
+    i0 = i0.to(x.device)[:, :, None].expand(B, T, C)
+    out = torch.gather(x, 1, i0) * (1 - w) + torch.gather(x, 1, i0 + 1) * w
     live = (torch.arange(T, device=x.device)[None, :] < lengths[:, None].to(x.device))[:, :, None]
     return torch.where(live, out, x)
 

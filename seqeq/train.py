@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from . import _interrupt
-from .augment import mix_series, rotate_vectors, warp_magnitudes
+from .augment import mix_series, rotate_vectors, warp_magnitudes, warp_time
 from .datasets import SeqData
 from .distill import SoftMixes
 
@@ -98,6 +98,8 @@ class TrainConfig:
     #: mixup: each step also trains on a mixed copy of its batch (series blended in random
     #: pairs, ``lam ~ Beta(mixup, mixup)``, ``seqeq.augment.mix_series``; 0: off)
     mixup: float = 0.0
+    #: random smooth time warping of this strength (``seqeq.augment.warp_time``; 0: off)
+    time_warp: float = 0.0
     #: weight averaging: the model trained is the optimiser's weights averaged over roughly the
     #: last ``average`` of the schedule's steps (an exponential moving average whose window is
     #: that share of the steps, :class:`_WeightAverage`), validated, kept and returned in their
@@ -115,6 +117,8 @@ class TrainConfig:
             raise ValueError("augment must be in 0..1")
         if not 0 <= self.mixup <= 10:
             raise ValueError("mixup must be in 0..10")
+        if not 0 <= self.time_warp <= 1:
+            raise ValueError("time_warp must be in 0..1")
         if not 0 <= self.average <= 1:
             raise ValueError("average must be in 0..1")
 
@@ -369,6 +373,8 @@ def _train_model(model, train, cfg, val, metric, on_epoch, soft=None) -> TrainRe
                 x = rotate_vectors(x, train.vectors, cfg.rotate_deg, aug_gen)
             if cfg.augment > 0:
                 x = warp_magnitudes(x, L, model.mean, model.std, cfg.augment, aug_gen)
+            if cfg.time_warp > 0:
+                x = warp_time(x, L, cfg.time_warp, aug_gen)
             if cfg.mixup > 0 and soft is not None:  # and as many blends, as the teacher saw them
                 xm, Lm, p = soft.draw(len(y), aug_gen, device)
                 T = max(x.shape[1], xm.shape[1])
