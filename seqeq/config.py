@@ -140,6 +140,9 @@ class SearchConfig:
     #: by default: +2.5 points on one configuration, but on the suite the median went 0.967 ->
     #: 0.961 and the worst stayed at 0.750 (the same section)
     distill: bool = False
+    #: random smooth time warping of the training series (``seqeq.augment.warp_time``) of this
+    #: strength: the spread of the warp's speeds around 1; 0: off
+    time_warp: float = 0.0
     #: device limits next to the size budget (None: none): RAM of the exported model's C step
     #: (state + scratch, KiB) and its multiply-accumulates per sample; an ensemble's members
     #: share them as they share the budget (``seqeq.export.mcu.device_cost``)
@@ -192,6 +195,10 @@ class SearchConfig:
                 or not 0 <= self.average <= 1:
             raise SeqeqError(f"{opt('average', self.average)} is not a share of the "
                              "schedule in 0..1", f"Use 0 (off) or e.g. {opt('average', 0.1)}")
+        if not isinstance(self.time_warp, (int, float)) or isinstance(self.time_warp, bool) \
+                or not 0 <= self.time_warp <= 1:
+            raise SeqeqError(f"{opt('time_warp', self.time_warp)} is not a strength in 0..1",
+                             f"Use 0 (off) or e.g. {opt('time_warp', 0.1)}")
         if self.mixup is not None and not 0 <= self.mixup <= 10:
             raise SeqeqError(f"{opt('mixup', float(self.mixup))} is not a Beta parameter in 0..10",
                              "Use auto, 0 (off) or e.g. 0.5")

@@ -321,7 +321,7 @@ def train_config_of(trial: optuna.trial.FrozenTrial, device: str, seed: int,
                        patience=0 if stop_epoch else t.get("patience", 0), device=device,
                        seed=seed, stop_epoch=stop_epoch, rotate_deg=t.get("rotate_deg", 0.0),
                        augment=t.get("augment", 0.0), mixup=t.get("mixup", 0.0),
-                       average=t.get("average", 0.0))
+                       average=t.get("average", 0.0), time_warp=t.get("time_warp", 0.0))
 
 
 def soft_of(trial: optuna.trial.FrozenTrial, train: SeqData, seed: int):
@@ -374,6 +374,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         settings = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "patience": patience,
                     "rotate_deg": rotate, "augment": augment, "mixup": mixup,
                     "average": sc.average, "distill": bool(sc.distill and mixup > 0),
+                    "time_warp": sc.time_warp,
                     "planned_epochs": epochs}
         trial.set_user_attr("train", settings)
         t0 = time.perf_counter()
@@ -417,7 +418,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
                                device=ctx.device, seed=sc.seed + trial.number,
                                max_seconds=share, rotate_deg=rotate, augment=augment,
-                               mixup=mixup, average=sc.average,
+                               mixup=mixup, average=sc.average, time_warp=sc.time_warp,
                                stop_epoch=None if k == 0 else epochs)
             fold_curve: list[float] = []
             fold_loss: list[float] = []

@@ -167,7 +167,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     0: off; ``"auto"``, the default: 0.5 below 1,000 series), ``average`` (the share of the
     schedule's last steps the kept weights are averaged over, 0: off, the default), ``distill``
     (label mixup's blends by a MiniRocket teacher fitted on the training series; needs aeon; off
-    by default). ``vectors`` says which channels
+    by default), ``time_warp`` (the strength of random smooth time warping, 0: off, the
+    default). ``vectors`` says which channels
     are x/y/z triplets for the rotation augmentation, by index: one list per device of
     ``(x, y, z)`` triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and
     gyroscope (default: none, arrays have no channel names). ``layout``: ``"ntc"`` (the
@@ -181,7 +182,8 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                  out: str | None = None, verbose: bool = False, rotate: str | float = "auto",
                  vectors=None, ensemble: int | None = None, rerank: int = 0,
                  opening: bool = True, augment: str | float = 0.0, layout: str = "ntc",
-                 mixup: str | float = "auto", average: float = 0.0, distill: bool = False):
+                 mixup: str | float = "auto", average: float = 0.0, distill: bool = False,
+                 time_warp: float = 0.0):
         self.budget_kb = budget_kb
         self.trials = trials
         self.timeout = timeout
@@ -203,6 +205,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
         self.mixup = mixup
         self.average = average
         self.distill = distill
+        self.time_warp = time_warp
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -249,7 +252,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                            seed=self._seed(), metric=self.metric, epochs=self.epochs,
                            final_seeds=self.final_seeds, ensemble=self.ensemble,
                            rerank=self.rerank, opening=self.opening, device=self.device,
-                           average=self.average, distill=self.distill,
+                           average=self.average, distill=self.distill, time_warp=self.time_warp,
                            **search_options({"cells": self.cells, "rotate": self.rotate,
                                              "augment": self.augment,
                                              "mixup": self.mixup}))

@@ -414,3 +414,48 @@ def test_resuming_a_run_recorded_before_mixup_keeps_it_off(tmp_path):
         _check_resume_matches(tmp_path, cfg)
     assert "mixup auto" in e.value.problem and "mixup 0" in e.value.fix
     _check_resume_matches(tmp_path, RunConfig.of(budget_kb=4, mixup=0.0))  # as it trained
+
+
+def test_warp_time_reads_each_series_at_a_smooth_pace_keeping_order_ends_and_length():
+    from seqeq.augment import warp_time
+
+    B, T = 6, 40
+    x = torch.arange(T, dtype=torch.float32)[None, :, None].repeat(B, 1, 2)
+    x[:, :, 1] *= -2  # the second channel, a multiple of the first: warped alike
+    lengths = torch.tensor([40, 40, 25, 10, 2, 1])
+    for b, n in enumerate(lengths.tolist()):
+        x[b, n:] = 0.0
+    out = warp_time(x, lengths, 0.3, torch.Generator().manual_seed(3))
+    assert out.shape == x.shape
+    for b, n in enumerate(lengths.tolist()):
+        live = out[b, :n, 0]
+        assert live[0] == 0 and torch.isclose(live[-1], torch.tensor(float(n - 1)))  # ends kept
+        assert (live.diff() >= 0).all()  # order kept (the map is monotone)
+        torch.testing.assert_close(out[b, :n, 1], -2 * live)
+        assert (out[b, n:] == 0).all()  # padding untouched
+    assert not torch.allclose(out[0, :, 0], x[0, :, 0])  # and it did move the middle
+    again = warp_time(x, lengths, 0.3, torch.Generator().manual_seed(3))
+    assert torch.equal(again, out)
+    assert warp_time(x, lengths, 0.0, torch.Generator()) is x
+
+
+def test_the_search_and_the_final_model_train_with_time_warping(tmp_path, walks, monkeypatch):
+    import seqeq.train
+    from seqeq.api import run_on
+
+    calls = []
+    real = seqeq.train.warp_time
+
+    def spy(x, lengths, strength, gen):
+        calls.append(strength)
+        return real(x, lengths, strength, gen)
+
+    monkeypatch.setattr(seqeq.train, "warp_time", spy)
+    cfg = RunConfig.of(budget_kb=3, trials=2, epochs=1, final_seeds=1, cells=("gru",),
+                       device="cpu", time_warp=0.2)
+    res = run_on(walks(n=60, T=10, seed=3), None, cfg, tmp_path / "r")
+    report = json.loads(open(res.report_json).read())
+    assert report["best"]["train"]["time_warp"] == 0.2 and set(calls) == {0.2}
+    assert "time warping of strength 0.2" in open(res.report_html).read()
+    with pytest.raises(SeqeqError, match="time_warp=2 is not a strength in 0..1"):
+        RunConfig.of(time_warp=2)

@@ -137,12 +137,13 @@ def test_bad_average_and_distill_are_named(tmp_path):
     assert "--average 1.5 is not a share of the schedule in 0..1" in out.output
 
 
-def test_resuming_a_run_recorded_before_them_keeps_averaging_and_distillation_off(tmp_path):
+def test_resuming_a_run_recorded_before_them_keeps_averaging_distillation_and_warping_off(
+        tmp_path):
     from seqeq.errors import cli_names
     from seqeq.run.rundir import _check_resume_matches
 
     cfg = RunConfig.of(budget_kb=4)
-    old = {k: v for k, v in cfg.flat().items() if k not in ("average", "distill")}
+    old = {k: v for k, v in cfg.flat().items() if k not in ("average", "distill", "time_warp")}
     (tmp_path / "run.json").write_text(json.dumps({"search": old}))
     _check_resume_matches(tmp_path, cfg)  # the defaults are how old runs trained
     with cli_names(), pytest.raises(SeqeqError) as e:
@@ -151,3 +152,5 @@ def test_resuming_a_run_recorded_before_them_keeps_averaging_and_distillation_of
         e.value.problem and "Resume with --no-distill" in e.value.fix
     with pytest.raises(SeqeqError, match="average"):
         _check_resume_matches(tmp_path, RunConfig.of(budget_kb=4, average=0.1))
+    with pytest.raises(SeqeqError, match="time_warp"):
+        _check_resume_matches(tmp_path, RunConfig.of(budget_kb=4, time_warp=0.1))

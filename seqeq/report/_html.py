@@ -341,6 +341,7 @@ def _model(r: dict) -> str:
     aug = float(tr.get("augment") or 0)
     mix = float(tr.get("mixup") or 0)
     avg = float(tr.get("average") or 0)
+    tw = float(tr.get("time_warp") or 0)
     kv = _kv([
         ("cell", f"<b>{_e(spec.get('cell'))}</b> (trial #{_e(b.get('trial'))})"
                  + (f", an ensemble of {_e(spec['members'])} such models averaging their "
@@ -353,6 +354,7 @@ def _model(r: dict) -> str:
                         if rot else "")
                      + (f"random scaling, magnitude warping and jitter of strength {aug:g}, "
                         if aug else "")
+                     + (f"random smooth time warping of strength {tw:g}, " if tw else "")
                      + (f"mixup (a mixed copy of each batch, Beta({mix:g}, {mix:g})"
                         + (", labelled by a MiniRocket teacher fitted on the training series"
                            if tr.get("distill") else "") + "), " if mix else "")

@@ -51,8 +51,8 @@ def check_run_dir(out: Path, cfg: RunConfig, data_fp: str | None = None) -> None
 #: what a study's trials were sized, sampled and scored under: a resumed run must keep them (the
 #: number of trials, the timeout, the workers, --rerank may change)
 _RESUME_FIXED = ("budget_kb", "quantize", "ensemble", "metric", "epochs", "final_epochs", "seed",
-                 "cells", "rotate", "augment", "mixup", "average", "distill", "cv_folds", "ram_kb",
-                 "max_macs_per_step")
+                 "cells", "rotate", "augment", "mixup", "average", "distill", "time_warp",
+                 "cv_folds", "ram_kb", "max_macs_per_step")
 #: a setting whose None is typed as a value on the command line
 _NONE_TYPED = {"rotate": "auto", "augment": "auto", "mixup": "auto"}
 #: how a setting's None reads in a message where it is given by leaving its flag out
@@ -73,7 +73,8 @@ def _check_resume_matches(out: Path, cfg: RunConfig, data_fp: str | None = None)
     # settings that runs of older versions did not record, as those versions trained: one model,
     # no amplitude distortions, no mixup, no averaging, no distillation (a resumed old run keeps
     # them off, not the new default)
-    defaults = {"ensemble": 1, "augment": 0.0, "mixup": 0.0, "average": 0.0, "distill": False}
+    defaults = {"ensemble": 1, "augment": 0.0, "mixup": 0.0, "average": 0.0, "distill": False,
+                "time_warp": 0.0}
     for key in _RESUME_FIXED:
         flag = opt(key)
         now = cfg.flat()[key]
