@@ -38,7 +38,7 @@ __all__ = ["Vectors", "random_rotations", "rotate_vectors", "warp_magnitudes", "
            "mix_series",
            "detect_vectors",
            "parse_vectors", "describe_vectors", "ROTATE_CHOICES", "AUGMENT_STRENGTH", "MIXUP_ALPHA",
-           "AUGMENT_BELOW", "WARP_KNOTS"]
+           "AUGMENT_BELOW", "WARP_KNOTS", "TIME_WARP_STRENGTH"]
 
 #: a tuple of bodies; a body is a tuple of (x, y, z) channel-index triplets rotated together
 Vectors = tuple[tuple[tuple[int, int, int], ...], ...]
@@ -54,6 +54,8 @@ AUGMENT_STRENGTH = 0.1
 AUGMENT_BELOW = 1000
 #: mixup's Beta parameter where ``--mixup auto`` turns it on (``seqeq.augment.mix_series``)
 MIXUP_ALPHA = 0.5
+#: the strength of the time warping (:func:`warp_time`) that ``--time-warp auto`` searches
+TIME_WARP_STRENGTH = 0.1
 #: knots of the smooth magnitude warp, spread evenly over a series' own length
 WARP_KNOTS = 6
 

@@ -180,10 +180,11 @@ Distill = Annotated[bool, typer.Option(
     help="Distillation where mixup is on: the mixed copies a model trains on are labelled by a "
     "MiniRocket teacher fitted on its training series, not by their blends' weights (needs "
     "aeon). Off by default.")]
-TimeWarp = Annotated[float, typer.Option(
+TimeWarp = Annotated[str, typer.Option(
     "--time-warp", help="Training augmentation for any series: read each series at a random "
     "smooth pace (parts stretched, parts squeezed; order, ends and length kept) of strength S, "
-    "e.g. 0.1; 0 (default): off.")]
+    "e.g. 0.1; 0 (default): off; auto: searched (0 or 0.1) when trials train on fewer than "
+    "1,000 series.")]
 RamKb = Annotated[float | None, typer.Option(
     "--ram-kb", help="Device limit: RAM of the exported model's C step (state + scratch), in "
     "KiB. Candidates over it are shrunk or not trained.")]
@@ -273,7 +274,7 @@ SHARED_OPTIONS: tuple[tuple[str, Any, Any], ...] = (
     ("pruner", Pruner, "median"), ("trial_timeout", TrialTimeout, None),
     ("rotate", Rotate, "auto"), ("augment", Augment, "0"), ("mixup", Mixup, "auto"),
     ("average", Average, 0.0), ("distill", Distill, False),
-    ("time_warp", TimeWarp, 0.0), ("ram_kb", RamKb, None),
+    ("time_warp", TimeWarp, "0"), ("ram_kb", RamKb, None),
     ("max_macs_per_step", MaxMacs, None), ("vectors", Vectors, "auto"),
     ("quiet", Quiet, False),
     ("as_json", AsJson, False),

@@ -141,8 +141,10 @@ class SearchConfig:
     #: 0.961 and the worst stayed at 0.750 (the same section)
     distill: bool = False
     #: random smooth time warping of the training series (``seqeq.augment.warp_time``) of this
-    #: strength: the spread of the warp's speeds around 1; 0: off
-    time_warp: float = 0.0
+    #: strength: the spread of the warp's speeds around 1; 0: off; None (``--time-warp auto``):
+    #: searched between none and ``augment.TIME_WARP_STRENGTH`` where trials train on fewer
+    #: than ``augment.AUGMENT_BELOW`` series
+    time_warp: float | None = 0.0
     #: device limits next to the size budget (None: none): RAM of the exported model's C step
     #: (state + scratch, KiB) and its multiply-accumulates per sample; an ensemble's members
     #: share them as they share the budget (``seqeq.export.mcu.device_cost``)
@@ -195,10 +197,11 @@ class SearchConfig:
                 or not 0 <= self.average <= 1:
             raise SeqeqError(f"{opt('average', self.average)} is not a share of the "
                              "schedule in 0..1", f"Use 0 (off) or e.g. {opt('average', 0.1)}")
-        if not isinstance(self.time_warp, (int, float)) or isinstance(self.time_warp, bool) \
-                or not 0 <= self.time_warp <= 1:
+        if self.time_warp is not None and (
+                not isinstance(self.time_warp, (int, float)) or isinstance(self.time_warp, bool)
+                or not 0 <= self.time_warp <= 1):
             raise SeqeqError(f"{opt('time_warp', self.time_warp)} is not a strength in 0..1",
-                             f"Use 0 (off) or e.g. {opt('time_warp', 0.1)}")
+                             f"Use auto, 0 (off) or e.g. {opt('time_warp', 0.1)}")
         if self.mixup is not None and not 0 <= self.mixup <= 10:
             raise SeqeqError(f"{opt('mixup', float(self.mixup))} is not a Beta parameter in 0..10",
                              "Use auto, 0 (off) or e.g. 0.5")
@@ -384,6 +387,7 @@ def search_options(kw: dict) -> dict:
     kw = _auto_or_number(kw, "augment", "a strength",
                          "Use auto, 0 (off) or a strength such as 0.1")
     kw = _auto_or_number(kw, "mixup", "a Beta parameter", "Use auto, 0 (off) or e.g. 0.5")
+    kw = _auto_or_number(kw, "time_warp", "a strength", "Use auto, 0 (off) or e.g. 0.1")
     kw = _auto_or_number(kw, "rotate", "an angle",
                          "Use auto, 0 (no rotation) or a maximum angle such as 30")
     if "cells" in kw and isinstance(kw["cells"], str):

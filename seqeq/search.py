@@ -20,7 +20,13 @@ import numpy as np
 import optuna
 
 from . import _interrupt
-from .augment import AUGMENT_BELOW, AUGMENT_STRENGTH, MIXUP_ALPHA, ROTATE_CHOICES
+from .augment import (
+    AUGMENT_BELOW,
+    AUGMENT_STRENGTH,
+    MIXUP_ALPHA,
+    ROTATE_CHOICES,
+    TIME_WARP_STRENGTH,
+)
 from .config import RunConfig
 from .datasets import SeqData
 from .distill import soft_mixes
@@ -354,6 +360,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         rotate = _suggest_rotate(trial, cfg, ctx.train)
         augment = _suggest_augment(trial, cfg, n_fit)
         mixup = _mixup_for(cfg, n_fit)
+        time_warp = _suggest_time_warp(trial, cfg, n_fit)
         # judged at the end of its schedule (what the final retrain delivers), a trial runs it
         # whole unless pruned; judged by its best epoch, it stops early after `patience`
         sc = cfg.search
@@ -374,7 +381,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
         settings = {"lr": lr, "batch_size": batch_size, "epochs": epochs, "patience": patience,
                     "rotate_deg": rotate, "augment": augment, "mixup": mixup,
                     "average": sc.average, "distill": bool(sc.distill and mixup > 0),
-                    "time_warp": sc.time_warp,
+                    "time_warp": time_warp,
                     "planned_epochs": epochs}
         trial.set_user_attr("train", settings)
         t0 = time.perf_counter()
@@ -418,7 +425,7 @@ def _objective(ctx: SearchContext) -> Callable[[optuna.Trial], float]:
             tcfg = TrainConfig(lr=lr, batch_size=batch_size, epochs=epochs, patience=patience,
                                device=ctx.device, seed=sc.seed + trial.number,
                                max_seconds=share, rotate_deg=rotate, augment=augment,
-                               mixup=mixup, average=sc.average, time_warp=sc.time_warp,
+                               mixup=mixup, average=sc.average, time_warp=time_warp,
                                stop_epoch=None if k == 0 else epochs)
             fold_curve: list[float] = []
             fold_loss: list[float] = []
@@ -570,6 +577,19 @@ def _suggest_augment(trial: optuna.Trial, cfg: RunConfig, n_fit: int) -> float:
     if n_fit >= AUGMENT_BELOW:
         return 0.0
     return float(trial.suggest_categorical("augment", [0.0, AUGMENT_STRENGTH]))
+
+
+def _suggest_time_warp(trial: optuna.Trial, cfg: RunConfig, n_fit: int) -> float:
+    """The strength of the trial's time warping (``seqeq.augment.warp_time``): ``--time-warp
+    S`` when given; auto: none for trials that train on :data:`~seqeq.augment.AUGMENT_BELOW`
+    series or more, below that searched between none and
+    :data:`~seqeq.augment.TIME_WARP_STRENGTH` (it helped four problems of five and cost ACSF1,
+    whose appliances' cycles keep their tempo, 9 points: the data decides)."""
+    if cfg.search.time_warp is not None:
+        return float(cfg.search.time_warp)
+    if n_fit >= AUGMENT_BELOW:
+        return 0.0
+    return float(trial.suggest_categorical("time_warp", [0.0, TIME_WARP_STRENGTH]))
 
 
 def _mixup_for(cfg: RunConfig, n_fit: int) -> float:

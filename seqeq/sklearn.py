@@ -168,7 +168,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
     schedule's last steps the kept weights are averaged over, 0: off, the default), ``distill``
     (label mixup's blends by a MiniRocket teacher fitted on the training series; needs aeon; off
     by default), ``time_warp`` (the strength of random smooth time warping, 0: off, the
-    default). ``vectors`` says which channels
+    default; ``"auto"``: searched). ``vectors`` says which channels
     are x/y/z triplets for the rotation augmentation, by index: one list per device of
     ``(x, y, z)`` triplets, e.g. ``[[(0, 1, 2), (3, 4, 5)]]`` for a phone's accelerometer and
     gyroscope (default: none, arrays have no channel names). ``layout``: ``"ntc"`` (the
@@ -183,7 +183,7 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                  vectors=None, ensemble: int | None = None, rerank: int = 0,
                  opening: bool = True, augment: str | float = 0.0, layout: str = "ntc",
                  mixup: str | float = "auto", average: float = 0.0, distill: bool = False,
-                 time_warp: float = 0.0):
+                 time_warp: str | float = 0.0):
         self.budget_kb = budget_kb
         self.trials = trials
         self.timeout = timeout
@@ -252,10 +252,11 @@ class SeqeqClassifier(ClassifierMixin, BaseEstimator):
                            seed=self._seed(), metric=self.metric, epochs=self.epochs,
                            final_seeds=self.final_seeds, ensemble=self.ensemble,
                            rerank=self.rerank, opening=self.opening, device=self.device,
-                           average=self.average, distill=self.distill, time_warp=self.time_warp,
+                           average=self.average, distill=self.distill,
                            **search_options({"cells": self.cells, "rotate": self.rotate,
                                              "augment": self.augment,
-                                             "mixup": self.mixup}))
+                                             "mixup": self.mixup,
+                                             "time_warp": self.time_warp}))
         if self.out is not None:
             res = run_on(data, None, cfg, self.out, data_info={"kind": "array"},
                          quiet=not self.verbose, keep_model=True)

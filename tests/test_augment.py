@@ -459,3 +459,28 @@ def test_the_search_and_the_final_model_train_with_time_warping(tmp_path, walks,
     assert "time warping of strength 0.2" in open(res.report_html).read()
     with pytest.raises(SeqeqError, match="time_warp=2 is not a strength in 0..1"):
         RunConfig.of(time_warp=2)
+
+
+def test_time_warp_auto_is_searched_on_small_data_and_fixed_or_refused_otherwise(tmp_path):
+    import optuna
+    from typer.testing import CliRunner
+
+    from seqeq.augment import AUGMENT_BELOW, TIME_WARP_STRENGTH
+    from seqeq.cli import app
+    from seqeq.config import search_options
+    from seqeq.search import _suggest_time_warp
+
+    auto = RunConfig.of(**search_options({"time_warp": "auto"}))
+    assert auto.search.time_warp is None
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    drawn = {_suggest_time_warp(study.ask(), auto, AUGMENT_BELOW - 1) for _ in range(20)}
+    assert drawn == {0.0, TIME_WARP_STRENGTH}
+    assert _suggest_time_warp(study.ask(), auto, AUGMENT_BELOW) == 0.0  # large data: none
+    fixed = RunConfig.of(**search_options({"time_warp": "0.2"}))
+    assert _suggest_time_warp(study.ask(), fixed, 10) == 0.2
+    with pytest.raises(SeqeqError, match="neither auto nor a strength"):
+        search_options({"time_warp": "fast"})
+    out = CliRunner().invoke(app, ["bench", "har2", "--time-warp", "fast", "--out",
+                                   str(tmp_path / "r")])
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert "--time-warp 'fast' is neither auto nor a strength" in out.output

@@ -54,7 +54,7 @@ _RESUME_FIXED = ("budget_kb", "quantize", "ensemble", "metric", "epochs", "final
                  "cells", "rotate", "augment", "mixup", "average", "distill", "time_warp",
                  "cv_folds", "ram_kb", "max_macs_per_step")
 #: a setting whose None is typed as a value on the command line
-_NONE_TYPED = {"rotate": "auto", "augment": "auto", "mixup": "auto"}
+_NONE_TYPED = {"rotate": "auto", "augment": "auto", "mixup": "auto", "time_warp": "auto"}
 #: how a setting's None reads in a message where it is given by leaving its flag out
 _NONE_SHOWN = {"cells": "all cells", "quantize": "none"}
 
