@@ -143,7 +143,9 @@ class SearchConfig:
     #: random smooth time warping of the training series (``seqeq.augment.warp_time``) of this
     #: strength: the spread of the warp's speeds around 1; 0: off; None (``--time-warp auto``):
     #: searched between none and ``augment.TIME_WARP_STRENGTH`` where trials train on fewer
-    #: than ``augment.AUGMENT_BELOW`` series
+    #: than ``augment.AUGMENT_BELOW`` series. Off by default: auto took the development suite's
+    #: median ratio 0.967 -> 0.997 but its worst 0.750 -> 0.714 (ACSF1; benchmarks/RESULTS.md,
+    #: "Time warping")
     time_warp: float | None = 0.0
     #: device limits next to the size budget (None: none): RAM of the exported model's C step
     #: (state + scratch, KiB) and its multiply-accumulates per sample; an ensemble's members
