@@ -3,6 +3,7 @@ search and final models training on it where ``distill`` is on."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
 import numpy as np
@@ -12,7 +13,9 @@ import torch
 from seqeq.config import RunConfig
 from seqeq.errors import SeqeqError
 
-pytest.importorskip("aeon", reason="distillation's teacher is aeon's MiniRocket (the bench extra)")
+needs_aeon = pytest.mark.skipif(importlib.util.find_spec("aeon") is None,
+                                reason="distillation's teacher is aeon's MiniRocket (install "
+                                       "the test or bench extra)")
 
 
 def _three_classes(n=30, T=20, seed=0, classes=3):
@@ -26,6 +29,7 @@ def _three_classes(n=30, T=20, seed=0, classes=3):
                    channel_names=["v"], name="levels")
 
 
+@needs_aeon
 def test_the_pool_is_blends_of_training_series_with_the_teachers_probabilities(walks):
     from seqeq.distill import POOL_MIN, soft_mixes
 
@@ -48,6 +52,7 @@ def test_the_pool_is_blends_of_training_series_with_the_teachers_probabilities(w
     assert xm.shape == (5, int(Lm.max()), 2) and p.shape == (5, 2)
 
 
+@needs_aeon
 def test_the_teacher_learns_the_training_series_and_gives_an_absent_class_nothing():
     from seqeq.distill import Teacher
 
@@ -79,6 +84,7 @@ def test_training_on_the_pool_follows_the_teacher_not_the_labels(walks):
     assert votes[False] > 0.9 > votes[True]
 
 
+@needs_aeon
 def test_a_run_with_distill_trains_its_trials_and_final_models_on_pools(tmp_path, walks,
                                                                         monkeypatch):
     import seqeq.distill
@@ -154,3 +160,16 @@ def test_resuming_a_run_recorded_before_them_keeps_averaging_distillation_and_wa
         _check_resume_matches(tmp_path, RunConfig.of(budget_kb=4, average=0.1))
     with pytest.raises(SeqeqError, match="time_warp"):
         _check_resume_matches(tmp_path, RunConfig.of(budget_kb=4, time_warp=0.1))
+
+
+def test_distillation_without_aeon_is_a_clear_error(walks, monkeypatch):
+    import sys
+
+    from seqeq.distill import soft_mixes
+    from seqeq.errors import cli_names
+
+    # a None entry makes the import fail as it does where aeon is not installed
+    monkeypatch.setitem(sys.modules, "aeon.transformations.collection.convolution_based", None)
+    with cli_names(), pytest.raises(SeqeqError) as e:
+        soft_mixes(walks(n=8, T=10), 0.5)
+    assert "--distill needs aeon" in e.value.problem and "pip install" in e.value.fix
