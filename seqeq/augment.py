@@ -60,6 +60,20 @@ TIME_WARP_STRENGTH = 0.1
 WARP_KNOTS = 6
 
 
+def _knot_curve(knots: torch.Tensor, lengths: torch.Tensor, T: int) -> torch.Tensor:
+    """Curves ``(B, M, T)`` linear between ``knots (B, M, K)`` spread evenly over each series'
+    own length: position t of a series of L steps reads the knots at t / (L - 1) of their span
+    (past its end, the last knot)."""
+    B, M, K = knots.shape
+    L = lengths.to("cpu").clamp(min=2).to(torch.float32)
+    pos = (torch.arange(T, dtype=torch.float32)[None, :] / (L[:, None] - 1)).clamp(max=1)
+    pos = pos * (K - 1)
+    lo = pos.floor().long().clamp(max=K - 2)
+    frac = (pos - lo)[:, None, :]
+    idx = lo[:, None, :].expand(B, M, T)
+    return torch.gather(knots, 2, idx) * (1 - frac) + torch.gather(knots, 2, idx + 1) * frac
+
+
 def warp_magnitudes(x: torch.Tensor, lengths: torch.Tensor, mean: torch.Tensor,
                     std: torch.Tensor, strength: float, gen: torch.Generator) -> torch.Tensor:
     """Raw ``x (B, T, C)`` with random amplitude distortions around each channel's mean
@@ -76,15 +90,7 @@ def warp_magnitudes(x: torch.Tensor, lengths: torch.Tensor, mean: torch.Tensor,
     cpu = dict(generator=gen)
     scale = 1 + strength * torch.randn(B, 1, C, **cpu)
     knots = 1 + strength * torch.randn(B, C, WARP_KNOTS, **cpu)
-    # each series' warp spans its own length: position t of a series of L steps reads the
-    # knots at t / (L - 1) of their span
-    L = lengths.to("cpu").clamp(min=2).to(torch.float32)
-    pos = (torch.arange(T, dtype=torch.float32)[None, :] / (L[:, None] - 1)).clamp(max=1)
-    pos = pos * (WARP_KNOTS - 1)
-    lo = pos.floor().long().clamp(max=WARP_KNOTS - 2)
-    frac = (pos - lo)[:, None, :]
-    idx = lo[:, None, :].expand(B, C, T)
-    warp = torch.gather(knots, 2, idx) * (1 - frac) + torch.gather(knots, 2, idx + 1) * frac
+    warp = _knot_curve(knots, lengths, T)
     noise = 0.3 * strength * torch.randn(B, T, C, **cpu) * std.to("cpu", torch.float32)
     m = mean.to(x)
     out = m + (x - m) * (scale * warp.transpose(1, 2)).to(x) + noise.to(x)
@@ -105,14 +111,10 @@ def warp_time(x: torch.Tensor, lengths: torch.Tensor, strength: float,
     B, T, C = x.shape
     if T < 2:
         return x
-    knots = (1 + strength * torch.randn(B, WARP_KNOTS, generator=gen)).clamp(min=0.1)
+    knots = (1 + strength * torch.randn(B, 1, WARP_KNOTS, generator=gen)).clamp(min=0.1)
+    speed = _knot_curve(knots, lengths, T)[:, 0]
     L = lengths.to("cpu").clamp(min=2)
     Lf = L.to(torch.float32)
-    t = torch.arange(T, dtype=torch.float32)[None, :]
-    pos = (t / (Lf[:, None] - 1)).clamp(max=1) * (WARP_KNOTS - 1)
-    lo = pos.floor().long().clamp(max=WARP_KNOTS - 2)
-    frac = pos - lo
-    speed = torch.gather(knots, 1, lo) * (1 - frac) + torch.gather(knots, 1, lo + 1) * frac
     # the source position of output step t: the speed summed over steps 1..t, scaled so the
     # last live step reads the series' last step
     src = torch.cat([torch.zeros(B, 1), torch.cumsum(speed[:, 1:], 1)], 1)
