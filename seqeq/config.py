@@ -195,13 +195,10 @@ class SearchConfig:
         if not isinstance(self.distill, bool):
             raise SeqeqError(f"{opt('distill', self.distill)} is not on or off",
                              f"Use {opt('distill', True)} or {opt('distill', False)}")
-        if not isinstance(self.average, (int, float)) or isinstance(self.average, bool) \
-                or not 0 <= self.average <= 1:
+        if not _number_in(self.average, 0, 1):
             raise SeqeqError(f"{opt('average', self.average)} is not a share of the "
                              "schedule in 0..1", f"Use 0 (off) or e.g. {opt('average', 0.1)}")
-        if self.time_warp is not None and (
-                not isinstance(self.time_warp, (int, float)) or isinstance(self.time_warp, bool)
-                or not 0 <= self.time_warp <= 1):
+        if self.time_warp is not None and not _number_in(self.time_warp, 0, 1):
             raise SeqeqError(f"{opt('time_warp', self.time_warp)} is not a strength in 0..1",
                              f"Use auto, 0 (off) or e.g. {opt('time_warp', 0.1)}")
         if self.mixup is not None and not 0 <= self.mixup <= 10:
@@ -368,6 +365,11 @@ class RunConfig:
 
 #: which config holds each setting
 _PART_OF = {f.name: part for part, cls in _PARTS.items() for f in fields(cls)}
+
+
+def _number_in(v, lo: float, hi: float) -> bool:
+    """Whether ``v`` is a number (not a bool) in ``lo..hi``."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and lo <= v <= hi
 
 
 def _auto_or_number(kw: dict, key: str, what: str, fix: str) -> dict:
